@@ -1,0 +1,1 @@
+"""Composing large maps from generated tiles: pure numpy/zarr, unit-tested without Ray."""

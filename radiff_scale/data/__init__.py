@@ -1,0 +1,1 @@
+"""Labelled training data: the cutout simulator, Survey-Collection I/O, preprocessing, mask bank."""

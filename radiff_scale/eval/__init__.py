@@ -1,0 +1,1 @@
+"""Evaluation: FID on domain features, SSIM, segmentation score, augmentation study."""
