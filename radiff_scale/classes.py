@@ -50,6 +50,8 @@ _ALIASES = {
     "source": SourceClass.COMPACT,
     "extended": SourceClass.EXTENDED,
     "galaxy": SourceClass.EXTENDED,
+    # Newer INAF annotations split extended sources by island count.
+    "extended-multisland": SourceClass.EXTENDED,
 }
 
 

@@ -26,3 +26,7 @@ def test_unknown_names_and_ids_are_user_errors() -> None:
         class_from_name("quasar")
     with pytest.raises(RadiffError, match="unknown class id 7"):
         class_from_id(7)
+
+
+def test_newer_inaf_multi_island_name_reads_as_extended() -> None:
+    assert class_from_name("extended-multisland") is SourceClass.EXTENDED
