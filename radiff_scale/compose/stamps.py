@@ -1,0 +1,101 @@
+"""Cut one placed object out of its generated tile and scale it to Jy/beam.
+
+The model generates a 128x128 tile in its preprocessed [0, 1] range. To paste the
+object on a real map we undo the preprocessing, remove whatever background the model
+painted around the object, keep only the object's own mask, and give it a physical
+brightness: its peak becomes ``k * sigma_local``, so ``k`` is exactly the peak
+signal-to-noise of the placed object against the local noise of the map (RADiff,
+section 5.3: objects modulated by the background sigma and an exponential k).
+
+Background of a tile = median of its pixels *outside* the footprint, after the
+inverse preprocessing. The median rather than the mean because the model may paint
+faint artefacts or other sources in the background, and the median of the (mostly
+noise) outside pixels is robust to them. A tile whose mask covers every pixel has no
+outside pixels; its background is taken as 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from radiff_scale.compose.planner import PlacedObject, mask_bbox
+from radiff_scale.compose.stamp import Stamp
+
+#: The peak of the background-subtracted cut was > 0 and became k * sigma (normal case).
+NORM_PEAK = "peak"
+#: The cut had no positive pixel; it was divided by its largest |value| instead (so it stays <= 0).
+NORM_ABS = "abs_peak"
+#: The cut was identically zero; the stamp is all zeros.
+NORM_ZERO = "zero"
+
+
+@dataclass(frozen=True)
+class CutStamp(Stamp):
+    """A :class:`Stamp` that also records how its peak was normalised (``NORM_*``).
+
+    Anything other than ``NORM_PEAK`` means the generated tile did not contain a
+    brighter-than-background object inside its mask; the driver should log it.
+    """
+
+    normalisation: str = NORM_PEAK
+
+
+def cut_stamp(
+    placed: PlacedObject,
+    tile: np.ndarray,
+    footprint: np.ndarray,
+    sigma_local: float,
+    inverse: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> CutStamp:
+    """The object of ``placed`` in Jy/beam, trimmed to its footprint's bounding box.
+
+    ``tile`` is the generated image in the model's [0, 1] range, ``footprint`` the
+    object's boolean mask on the same grid, ``sigma_local`` the map's local noise
+    (Jy/beam) at the object, ``inverse`` the inverse preprocessing (tile values to
+    flux-like values, e.g. ``lambda y: inverse_preprocess(y, params)``); None means the
+    tile is already linear. Output is float32, zero outside the mask, peak ``k *
+    sigma_local``; ``row0, col0`` are the map pixel of the trimmed box's [0, 0].
+    """
+    tile = np.asarray(tile)
+    footprint = np.asarray(footprint).astype(bool, copy=False)
+    if tile.shape != footprint.shape or tile.ndim != 2:
+        raise ValueError(f"tile {tile.shape} and footprint {footprint.shape} must be the same 2-D shape")
+    if not (np.isfinite(sigma_local) and sigma_local >= 0):
+        raise ValueError(f"object {placed.object_id}: sigma_local must be finite and >= 0, got {sigma_local}")
+    box = mask_bbox(footprint)
+    if box is None:
+        raise ValueError(f"object {placed.object_id}: empty footprint (the planner never places these)")
+
+    linear = np.asarray(inverse(tile) if inverse is not None else tile, dtype=np.float64)
+    if linear.shape != tile.shape:
+        raise ValueError(f"inverse changed the tile shape {tile.shape} -> {linear.shape}")
+    if not np.all(np.isfinite(linear)):
+        raise ValueError(f"object {placed.object_id}: inverse preprocessing gave non-finite values")
+    outside = linear[~footprint]
+    background = float(np.median(outside)) if outside.size else 0.0
+
+    r0, r1, c0, c1 = box
+    mask = np.ascontiguousarray(footprint[r0:r1, c0:c1])
+    cut = np.where(mask, linear[r0:r1, c0:c1] - background, 0.0)
+
+    peak = float(cut[mask].max())
+    if peak > 0:
+        norm, scale = NORM_PEAK, peak
+    else:
+        scale = float(np.abs(cut[mask]).max())
+        norm = NORM_ABS if scale > 0 else NORM_ZERO
+    amplitude = float(placed.k) * float(sigma_local)
+    data = cut * (amplitude / scale) if scale > 0 else np.zeros_like(cut)
+    data = np.where(mask, data, 0.0).astype(np.float32)
+    return CutStamp(
+        object_id=int(placed.object_id),
+        class_id=int(placed.class_id),
+        row0=int(placed.row0) + r0,
+        col0=int(placed.col0) + c0,
+        data=data,
+        mask=mask,
+        normalisation=norm,
+    )
