@@ -58,8 +58,53 @@ def _run_simulate_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_make_map(sub: argparse._SubParsersAction) -> None:
+    from jobs.make_map import add_arguments
+
+    p = sub.add_parser(
+        "make-map",
+        help="make a synthetic radio map with its truth catalogue, labels and quick-look",
+        description=(
+            "Plan and place objects, sample one tile per object with the diffusion model on a pool of Ray "
+            "actors, compose them into a chunked Zarr mosaic and export map.fits, labels.fits, the truth "
+            "catalogue (Parquet/FITS/CSV), DS9 regions, a quick-look PNG and manifest.json."
+        ),
+    )
+    add_arguments(p)
+    p.set_defaults(handler=_run_make_map)
+
+
+def _run_make_map(args: argparse.Namespace) -> int:
+    from jobs.make_map import run_from_args
+
+    return run_from_args(args)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from jobs.make_map import add_arguments
+
+    p = sub.add_parser(
+        "demo",
+        help="make a 4096x4096 demo map with the shipped model (2 CPUs, a few minutes)",
+        description=(
+            "Make a 4096x4096 map of synthetic beam-correlated noise populated by objects generated with the "
+            "shipped demo model and real masks, with its full truth. Needs no data, no GPU and no network."
+        ),
+    )
+    add_arguments(p, demo=True)
+    p.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from jobs.make_map import run_from_args
+
+    return run_from_args(args, demo=True)
+
+
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_simulate_dataset,
+    _add_make_map,
+    _add_demo,
 )
 
 

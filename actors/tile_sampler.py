@@ -1,0 +1,69 @@
+"""The tile-sampler actor: loads the models once, then turns batches of masks into tiles.
+
+One actor per GPU on a cluster (``num_gpus=1``), one per CPU slot here. Tiles depend
+only on each object's (mask, background, seed), never on the batch or the actor, so a
+batch retried on another actor after a crash gives the same tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """What every batch is sampled with (a plain copy of the spec's sampler section)."""
+
+    name: str
+    steps: int
+    guidance_mask: float
+    guidance_background: float
+    eta: float
+
+
+class TileSampler:
+    """Holds a model bundle on its device; ``sample`` is the only method the pool calls."""
+
+    def __init__(self, model_dir: str, settings: SamplerSettings, device: str = "cpu", threads: int | None = None) -> None:
+        import torch
+
+        from radiff_scale.models.io import RadiffModels
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.settings = settings
+        self.models = RadiffModels.load(model_dir, device=device)
+
+    def sample(
+        self, batch: int, masks: np.ndarray, backgrounds: np.ndarray | None, seeds: list[int]
+    ) -> tuple[int, np.ndarray]:
+        from radiff_scale.diffusion.sampling import sample_tiles
+
+        s = self.settings
+        tiles = sample_tiles(
+            self.models, masks, backgrounds, seeds, steps=s.steps,
+            guidance=(s.guidance_mask, s.guidance_background), sampler=s.name, eta=s.eta,
+        )
+        return batch, tiles
+
+    def ping(self) -> bool:
+        return True
+
+
+def make_sampler_pool(
+    n: int, model_dir: str, settings: SamplerSettings, use_gpu: bool, threads: int | None, max_restarts: int = 3
+) -> list[Any]:
+    """Start ``n`` sampler actors that restart after a crash and retry their in-flight calls."""
+    import ray
+
+    remote = ray.remote(TileSampler).options(
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=0 if use_gpu else 1,
+        max_restarts=max_restarts,
+        max_task_retries=max_restarts,
+    )
+    device = "cuda" if use_gpu else "cpu"
+    return [remote.remote(model_dir, settings, device, threads) for _ in range(n)]

@@ -1,0 +1,165 @@
+"""How fast is one chunk owner? Raw Zarr chunk writes vs ``render_chunk`` with realistic stamps.
+
+Run: ``python benchmarks/zarr_chunk_write.py [--n-chunks 4] [--chunk 2048] [--stamps-per-chunk 200]``.
+Prints a table and writes JSON (default ``benchmarks/results/zarr_chunk_write.json``).
+
+Rows:
+- ``zarr image``: write N float32 chunks of noise to the ``image`` array (zstd), nothing else.
+- ``zarr 3 arrays``: image + class + instance chunks, as a chunk owner writes them.
+- ``render (array bg)``: ``render_chunk`` with a precomputed background: stamp painting + writes + marker.
+- ``render (synthetic bg)``: the same with ``SyntheticBackground`` computing beam-correlated noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from radiff_scale.beam import Beam
+from radiff_scale.classes import OBJECT_CLASSES
+from radiff_scale.compose.background import SyntheticBackground
+from radiff_scale.compose.mosaic import StampIndex, create_mosaic, render_chunk, stamps_for_chunk
+from radiff_scale.compose.stamp import Stamp
+from radiff_scale.compose.wcs import MapGeometry
+
+
+class ArrayBackground:
+    """A background already in memory, so render timings exclude noise generation."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.data.shape
+
+    def read(self, row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
+        return self.data[row0:row1, col0:col1].copy()
+
+
+def make_stamps(shape: tuple[int, int], n: int, size: int, seed: int) -> list[Stamp]:
+    """Stamps like the cutter makes: a blob inside a mask of random extent, some across chunk edges."""
+    rng = np.random.default_rng(seed)
+    rr, cc = np.mgrid[0:size, 0:size] - size / 2
+    stamps = []
+    for oid in range(1, n + 1):
+        radius = rng.uniform(3, size / 3)
+        mask = rr**2 + cc**2 <= radius**2
+        data = np.where(mask, np.exp(-(rr**2 + cc**2) / (2 * (radius / 2) ** 2)), 0.0).astype(np.float32) * 1e-3
+        row0 = int(rng.integers(-size // 2, shape[0] - size // 2))
+        col0 = int(rng.integers(-size // 2, shape[1] - size // 2))
+        cls = int(OBJECT_CLASSES[int(rng.integers(len(OBJECT_CLASSES)))])
+        stamps.append(Stamp(oid, cls, row0, col0, data, mask))
+    return stamps
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(n_chunks: int, chunk: int, stamps_per_chunk: int, stamp_size: int, workdir: Path) -> list[dict]:
+    shape = (chunk, n_chunks * chunk)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(shape, dtype=np.float32) * np.float32(1e-4)
+    classes = np.zeros(shape, np.uint8)
+    instances = np.zeros(shape, np.int32)
+    classes[:, : chunk // 8] = 2  # some labelled pixels so label chunks are not all fill value
+    instances[:, : chunk // 8] = 7
+    mb_per_chunk = chunk * chunk * 4 / 2**20
+    rows = []
+
+    def zarr_image() -> None:
+        m = create_mosaic(workdir / "raw1.zarr", shape, chunk=chunk)
+        image = m.array("image", mode="r+")
+        for j in range(n_chunks):
+            image[:, j * chunk : (j + 1) * chunk] = noise[:, j * chunk : (j + 1) * chunk]
+
+    def zarr_three() -> None:
+        m = create_mosaic(workdir / "raw3.zarr", shape, chunk=chunk)
+        arrays = [(m.array(n, mode="r+"), d) for n, d in (("image", noise), ("class", classes), ("instance", instances))]
+        for j in range(n_chunks):
+            for arr, data in arrays:
+                arr[:, j * chunk : (j + 1) * chunk] = data[:, j * chunk : (j + 1) * chunk]
+
+    stamps = make_stamps(shape, stamps_per_chunk * n_chunks, stamp_size, seed=1)
+    index = StampIndex(stamps, chunk)
+
+    def render(background, name: str):
+        def go() -> None:
+            m = create_mosaic(workdir / name, shape, chunk=chunk)
+            for b in m.chunk_grid():
+                render_chunk(m, b.index, background, stamps_for_chunk(b, index))
+
+        return go
+
+    geometry = MapGeometry(shape, 1.5, 0.0, 0.0, Beam(6.5, 6.5), 1.4e9)
+    cases = [
+        ("zarr image", zarr_image, 0),
+        ("zarr 3 arrays", zarr_three, 0),
+        ("render (array bg)", render(ArrayBackground(noise), "r1.zarr"), stamps_per_chunk),
+        ("render (synthetic bg)", render(SyntheticBackground(geometry, 1e-4, seed=3, block=1024, cache_blocks=0), "r2.zarr"), stamps_per_chunk),
+    ]
+    for name, fn, n_st in cases:
+        seconds = _time(fn)
+        rows.append(
+            {
+                "case": name,
+                "chunks": n_chunks,
+                "chunk": chunk,
+                "stamps_per_chunk": n_st,
+                "seconds": round(seconds, 4),
+                "s_per_chunk": round(seconds / n_chunks, 4),
+                "image_MiB_per_s": round(mb_per_chunk * n_chunks / seconds, 1),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-chunks", type=int, default=4)
+    parser.add_argument("--chunk", type=int, default=2048)
+    parser.add_argument("--stamps-per-chunk", type=int, default=200)
+    parser.add_argument("--stamp-size", type=int, default=128)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "zarr_chunk_write.json")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="zarr_bench_"))
+    try:
+        rows = run(args.n_chunks, args.chunk, args.stamps_per_chunk, args.stamp_size, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    header = f"{'case':<24}{'chunks':>7}{'stamps/chunk':>14}{'s/chunk':>10}{'MiB/s':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['case']:<24}{r['chunks']:>7}{r['stamps_per_chunk']:>14}{r['s_per_chunk']:>10.3f}{r['image_MiB_per_s']:>9.1f}")
+    import zarr
+
+    result = {
+        "benchmark": "zarr_chunk_write",
+        "rows": rows,
+        "environment": {
+            "python": platform.python_version(),
+            "zarr": zarr.__version__,
+            "numpy": np.__version__,
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,418 @@
+"""The map job: a synthetic radio map with its exact truth, from one MapSpec.
+
+    ray job submit --working-dir . -- python -m jobs.make_map --config configs/sdc-like.yaml --out OUT
+    radiff-scale make-map --config configs/sdc-like.yaml --out OUT [--resume]
+    radiff-scale demo --out OUT
+
+Stages (see DESIGN.md): plan and place on the driver from the seed alone -> sample one
+tile per placed object on a pool of actors -> one task per mosaic chunk cuts, scales and
+adds the stamps and measures the objects it owns -> stream FITS, labels, catalogue,
+regions and a quick-look out of the mosaic -> manifest.json last. Every stage records
+what it finished, so ``--resume`` after a crash does only what is missing and ends
+with the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from radiff_scale import __version__
+from radiff_scale.errors import RadiffError
+
+if TYPE_CHECKING:
+    from radiff_scale.compose.spec import MapSpec
+
+#: The bundle index file of radiff_scale.models.io (not imported here: torch is slow to import).
+INDEX = "radiff_models.json"
+
+#: Where the shipped demo model lives inside the package.
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "radiff_scale" / "assets" / "demo"
+
+
+@dataclass
+class StageLog:
+    """Timings and counts that end up in manifest.json."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def timed(self, name: str, started: float) -> None:
+        self.seconds[name] = round(time.perf_counter() - started, 3)
+
+
+def resolve_model_dir(model: str) -> Path:
+    """``demo`` is the shipped bundle; anything else is a bundle folder."""
+    if model == "demo":
+        if not (DEMO_MODEL / INDEX).is_file():
+            raise RadiffError(f"the shipped demo model is missing from {DEMO_MODEL} (reinstall the package)")
+        return DEMO_MODEL
+    path = Path(model)
+    if not path.is_dir():
+        raise RadiffError(f"model {model}: no such folder (expected 'demo' or a model bundle folder)")
+    return path
+
+
+def read_card(model_dir: Path) -> dict[str, Any]:
+    """The model card of a bundle (cheap: no weights are read on the driver)."""
+    try:
+        return dict(json.loads((model_dir / INDEX).read_text()).get("card") or {})
+    except (OSError, ValueError) as exc:
+        raise RadiffError(f"{model_dir / INDEX}: cannot read the model card ({exc})") from None
+
+
+def _bar(progress: bool, total: int, desc: str, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True, leave=True)
+
+
+def _geometry_and_background(spec: MapSpec):
+    from radiff_scale.compose.background import FitsBackground, SyntheticBackground
+    import numpy as np
+
+    from radiff_scale.compose.sigma import SigmaMap
+    from radiff_scale.compose.wcs import MapGeometry, read_map_header
+
+    if spec.background is not None:
+        geometry = read_map_header(spec.background, default_freq_hz=spec.freq_hz)
+        source = FitsBackground(spec.background)
+        return geometry, source, None
+    geometry = MapGeometry(
+        shape=(spec.size, spec.size), pixel_scale_arcsec=spec.pixel_scale_arcsec, centre_ra_deg=spec.centre_ra_deg,
+        centre_dec_deg=spec.centre_dec_deg, beam=spec.beam, freq_hz=spec.freq_hz,
+    )
+    source = SyntheticBackground(geometry, spec.noise_rms_jy, spec.seed)
+    # Synthetic noise has a known rms everywhere: no need to generate the map twice to measure it.
+    sigma = SigmaMap(grid=np.full((1, 1), spec.noise_rms_jy), block=max(geometry.shape), shape=geometry.shape)
+    return geometry, source, sigma
+
+
+def _mask_bank(spec: MapSpec):
+    from radiff_scale.data.mask_bank import MaskBank
+
+    if spec.masks == "bank":
+        return MaskBank.default()
+    path = Path(spec.masks.split(":", 1)[1])
+    if not path.is_file():
+        raise RadiffError(f"masks {spec.masks}: no such file")
+    return MaskBank.from_npz(path)
+
+
+def _init_ray(workers: int) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(logging_level="WARNING")  # a cluster (ray job submit sets RAY_ADDRESS)
+        return
+    ray.init(
+        num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+        configure_logging=True,
+    )
+
+
+def _header(geometry, spec: MapSpec, n_objects: int):
+    header = geometry.header()
+    header["SEED"] = (spec.seed, "radiff-scale run seed")
+    header["NOBJECTS"] = (n_objects, "objects placed on this map")
+    header["ORIGIN"] = "radiff-scale"
+    header["RSVERS"] = (__version__, "radiff-scale version")
+    header["MODEL"] = (Path(spec.model).name[:60], "tile model")
+    return header
+
+
+def sample_tiles_stage(
+    spec: MapSpec, run, planned, source, model_dir: Path, use_gpu: bool, progress: bool, log: StageLog
+) -> None:
+    import ray
+
+    from actors.pool import run_on_actors
+    from actors.tile_sampler import SamplerSettings, make_sampler_pool
+    from radiff_scale.compose import tile_store
+    from radiff_scale.compose.conditioning import background_patches
+
+    records = planned.records()
+    n, b = len(records), spec.sampler.batch_size
+    tile_store.create_store(run.tiles, n, b, "float32")
+    todo = sorted(set(range(tile_store.n_batches(n, b))) - tile_store.done_batches(run.tiles))
+    log.counts["tile_batches_total"] = tile_store.n_batches(n, b)
+    log.counts["tile_batches_sampled"] = len(todo)
+    if not todo:
+        return
+    n_actors = min(spec.workers, len(todo))
+    threads = None if use_gpu else max(1, (os.cpu_count() or 1) // n_actors)
+    s = spec.sampler
+    settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta)
+    actors = make_sampler_pool(n_actors, str(model_dir), settings, use_gpu, threads)
+    bar = _bar(progress, sum(len(range(*tile_store.batch_slice(i, n, b).indices(n))) for i in todo), "tiles", "tile")
+
+    def submit(actor, batch: int):
+        sl = tile_store.batch_slice(batch, n, b)
+        chunk = records[sl]
+        patches = background_patches(source, [(r["row0"], r["col0"]) for r in chunk])
+        return actor.sample.remote(batch, planned.masks[sl], patches, [r["seed"] for r in chunk])
+
+    def done(batch: int, result) -> None:
+        got_batch, tiles = result
+        assert got_batch == batch
+        tile_store.write_batch(run.tiles, batch, b, tiles)
+        bar.update(len(tiles))
+
+    try:
+        run_on_actors(actors, todo, submit, done, in_flight=2)
+    finally:
+        bar.close()
+        for actor in actors:  # free their CPUs/GPUs for the chunk stage
+            ray.kill(actor)
+
+
+def compose_chunks_stage(spec: MapSpec, run, planned, source, geometry, card: dict, progress: bool, log: StageLog):
+    import ray
+
+    from actors.compositor import compose_chunk_task
+    from radiff_scale.compose.chunk_work import chunks_touched
+    from radiff_scale.compose.mosaic import create_mosaic, done_chunks, open_mosaic
+
+    mosaic = open_mosaic(run.mosaic) if run.mosaic.exists() else create_mosaic(run.mosaic, geometry.shape, spec.chunk)
+    by_chunk: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    for record in planned.records():
+        fp = (record["fp_row0"], record["fp_row1"], record["fp_col0"], record["fp_col1"])
+        for index in chunks_touched(fp, spec.chunk):
+            by_chunk[index].append(record)
+    all_chunks = [c.index for c in mosaic.chunk_grid()]
+    todo = [c for c in all_chunks if c not in done_chunks(run.mosaic)]
+    log.counts["chunks_total"] = len(all_chunks)
+    log.counts["chunks_written"] = len(todo)
+    reference = card.get("preprocess_reference")
+    if reference is None:
+        raise RadiffError("the model card has no preprocess_reference: it cannot map tiles back to flux")
+    odd: list[int] = []
+    bar = _bar(progress, len(todo), "chunks", "chunk")
+    background_ref = ray.put(source)
+    geometry_ref = ray.put(geometry)
+    running: list = []
+    queue = list(todo)
+    limit = 2 * spec.workers
+    try:
+        while queue or running:
+            while queue and len(running) < limit:
+                index = queue.pop(0)
+                running.append(compose_chunk_task.remote(
+                    str(run.root), index, by_chunk.get(index, []), background_ref, geometry_ref, reference
+                ))
+            ready, running = ray.wait(running, num_returns=1)
+            outcome = ray.get(ready[0])
+            odd.extend(outcome.odd_normalisation)
+            bar.update(1)
+    finally:
+        bar.close()
+    log.counts["objects_not_brighter_than_tile_background"] = sorted(set(odd))
+
+
+def export_stage(spec: MapSpec, run, planned, geometry, progress: bool, log: StageLog) -> dict[str, str]:
+    from radiff_scale.compose.catalogue import write_catalogue
+    from radiff_scale.compose.chunk_work import read_catalogue_parts
+    from radiff_scale.compose.fits_export import export_fits, export_labels_fits
+    from radiff_scale.compose.quicklook import write_quicklook
+    from radiff_scale.compose.regions import write_ds9_regions
+
+    header = _header(geometry, spec, planned.table.num_rows)
+    outputs = {}
+    steps = ["map.fits", "labels.fits", "catalogue", "regions.reg", "quicklook.png"]
+    bar = _bar(progress, len(steps), "export", "file")
+    try:
+        target = run.output("map.fits")
+        if not target.exists():
+            export_fits(run.mosaic, target, header)
+        outputs["map"] = target.name
+        bar.update(1)
+        target = run.output("labels.fits")
+        if not target.exists():
+            export_labels_fits(run.mosaic, target, header)
+        outputs["labels"] = target.name
+        bar.update(1)
+        table = read_catalogue_parts(run.catalogue_parts)
+        if table.num_rows != planned.table.num_rows:
+            raise RuntimeError(f"catalogue has {table.num_rows} rows for {planned.table.num_rows} placed objects")
+        paths = write_catalogue(table, run.root, stem="catalogue")
+        outputs.update({f"catalogue_{k}": Path(v).name for k, v in paths.items()})
+        bar.update(1)
+        write_ds9_regions(table, run.output("regions.reg"))
+        outputs["regions"] = "regions.reg"
+        bar.update(1)
+        write_quicklook(run.mosaic, run.output("quicklook.png"))
+        outputs["quicklook"] = "quicklook.png"
+        bar.update(1)
+    finally:
+        bar.close()
+    log.counts["catalogue_rows"] = table.num_rows
+    return outputs
+
+
+def _versions() -> dict[str, str]:
+    import astropy
+    import numpy
+    import ray
+    import torch
+    import zarr
+
+    return {
+        "radiff_scale": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+        "torch": torch.__version__, "ray": ray.__version__, "zarr": zarr.__version__, "astropy": astropy.__version__,
+    }
+
+
+def run_make_map(
+    spec: MapSpec, out: str | Path, resume: bool = False, overwrite: bool = False, progress: bool = True,
+    use_gpu: bool = False,
+) -> dict[str, Any]:
+    """Make the map of ``spec`` in ``out``; returns the manifest (also written to out/manifest.json)."""
+    from radiff_scale.compose import tile_store
+    from radiff_scale.compose.mosaic import validate_chunk
+    from radiff_scale.compose.spec import preflight_disk
+    from radiff_scale.compose.placement_stage import plan_map
+    from radiff_scale.compose.rundir import prepare_run_dir, write_json_atomic
+    from radiff_scale.compose.sigma import sigma_map
+
+    started = time.perf_counter()
+    log = StageLog()
+    # Everything a user can get wrong is checked before any folder is made or any heavy work starts.
+    validate_chunk(spec.chunk)
+    model_dir = resolve_model_dir(spec.model)
+    card = read_card(model_dir)
+    geometry, source, sigma = _geometry_and_background(spec)
+    bank = _mask_bank(spec)
+    out = Path(out)
+    preflight_disk(out, geometry.shape)
+    run = prepare_run_dir(out, spec.identity(), resume=resume, overwrite=overwrite)
+    if run.manifest.exists():
+        run.manifest.unlink()  # a resumed run is not complete until its new manifest is written
+
+    t = time.perf_counter()
+    if sigma is None:
+        sigma = sigma_map(source)
+    log.timed("sigma_map", t)
+
+    t = time.perf_counter()
+    planned = plan_map(spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma)
+    masks_store = tile_store.create_store(run.masks, len(planned.masks), max(len(planned.masks), 1), "uint8")
+    if len(planned.masks):
+        masks_store[:] = planned.masks
+    log.counts.update(
+        objects_planned=planned.n_planned, objects_placed=planned.table.num_rows,
+        objects_unplaced=len(planned.placement.unplaced),
+    )
+    write_json_atomic(run.unplaced, [{"id": u.object_id, "reason": u.reason} for u in planned.placement.unplaced])
+    log.timed("plan", t)
+    if progress:
+        print(f"planned {planned.n_planned} objects, placed {planned.table.num_rows} on a "
+              f"{geometry.shape[0]}x{geometry.shape[1]} map", file=sys.stderr)
+
+    _init_ray(spec.workers)
+    t = time.perf_counter()
+    sample_tiles_stage(spec, run, planned, source, model_dir, use_gpu, progress, log)
+    log.timed("tiles", t)
+    t = time.perf_counter()
+    compose_chunks_stage(spec, run, planned, source, geometry, card, progress, log)
+    log.timed("chunks", t)
+    t = time.perf_counter()
+    outputs = export_stage(spec, run, planned, geometry, progress, log)
+    log.timed("export", t)
+    log.seconds["total"] = round(time.perf_counter() - started, 3)
+
+    manifest = {
+        "spec": spec.to_dict(),
+        "geometry": {"shape": list(geometry.shape), "pixel_scale_arcsec": geometry.pixel_scale_arcsec,
+                     "centre_ra_deg": geometry.centre_ra_deg, "centre_dec_deg": geometry.centre_dec_deg,
+                     "freq_hz": geometry.freq_hz, "beam_arcsec_deg": [geometry.beam.bmaj_arcsec,
+                     geometry.beam.bmin_arcsec, geometry.beam.bpa_deg]},
+        "model": {"path": str(model_dir), "card": card},
+        "resumed": bool(resume),
+        "versions": _versions(),
+        "seconds": log.seconds,
+        "counts": log.counts,
+        "outputs": outputs,
+        "unplaced": run.unplaced.relative_to(run.root).as_posix(),
+    }
+    write_json_atomic(run.manifest, manifest)
+    return manifest
+
+
+def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
+    parser.add_argument("--out", required=True, help="output folder (new, or a previous run of the same spec with --resume)")
+    if not demo:
+        parser.add_argument("--config", default=None, help="MapSpec YAML (e.g. configs/sdc-like.yaml)")
+        parser.add_argument("--size", type=int, default=None, help="map side in pixels (synthetic background)")
+        parser.add_argument("--background", default=None, help="real background map (2-D FITS with celestial WCS)")
+        parser.add_argument("--seed", type=int, default=None, help="run seed")
+        parser.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            help="override any MapSpec field, e.g. --set placement.n_objects=2000 (repeatable)",
+        )
+    parser.add_argument("--workers", type=int, default=None, help="sampler actors and parallel chunk owners")
+    parser.add_argument("--resume", action="store_true", help="finish a previous run of the same spec in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per sampler actor (clusters)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def spec_from_args(args: argparse.Namespace, demo: bool = False) -> MapSpec:
+    from radiff_scale.compose.spec import MapSpec
+    from radiff_scale.config import load_config, parse_override
+
+    overrides: dict[str, Any] = {}
+    if not demo:
+        overrides.update(dict(parse_override(o) for o in args.overrides))
+        for name in ("size", "background", "seed"):
+            if getattr(args, name) is not None:
+                overrides[name] = getattr(args, name)
+    if args.workers is not None:
+        overrides["workers"] = args.workers
+    return load_config(MapSpec, None if demo else args.config, overrides)
+
+
+def describe(manifest: dict[str, Any], out: Path) -> str:
+    counts, seconds = manifest["counts"], manifest["seconds"]
+    lines = [
+        f"map written to {out}/ in {seconds['total']:.0f} s "
+        f"({counts['objects_placed']} objects placed, {counts['objects_unplaced']} could not be placed)",
+    ]
+    for key, name in manifest["outputs"].items():
+        lines.append(f"  {key:<18} {out / name}")
+    lines.append(f"  {'manifest':<18} {out / 'manifest.json'}")
+    return "\n".join(lines)
+
+
+def run_from_args(args: argparse.Namespace, demo: bool = False) -> int:
+    spec = spec_from_args(args, demo=demo)
+    manifest = run_make_map(
+        spec, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, use_gpu=args.gpu
+    )
+    print(describe(manifest, Path(args.out)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.make_map", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except RadiffError as exc:
+        print(f"make_map: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Background maps that can be read one window at a time.
+
+A composed map can be far larger than memory, so nothing here ever materialises a
+whole background: chunk owners, the sigma map and the catalogue each read just the
+window they need. The one rule every source obeys is that a pixel's value does not
+depend on the window it was read through, which is what lets fifty workers and one
+worker produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from astropy.io.fits.verify import VerifyWarning
+
+from radiff_scale.beam import correlated_noise
+from radiff_scale.compose.wcs import MapGeometry, find_image_hdu, image_shape, open_fits, read_map_unit, unit_scale
+from radiff_scale.errors import RadiffError
+from radiff_scale.seeding import derive_rng
+
+
+@runtime_checkable
+class BackgroundSource(Protocol):
+    """Anything with a (rows, cols) ``shape`` that returns float32 Jy/beam windows."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def read(self, row0: int, row1: int, col0: int, col1: int) -> np.ndarray: ...
+
+
+def check_window(shape: tuple[int, int], row0: int, row1: int, col0: int, col1: int) -> None:
+    """Reject windows outside the map: a caller bug, so an ordinary exception."""
+    rows, cols = shape
+    if not (0 <= row0 <= row1 <= rows and 0 <= col0 <= col1 <= cols):
+        raise ValueError(f"window rows [{row0},{row1}) cols [{col0},{col1}) is outside the map {shape}")
+
+
+class FitsBackground:
+    """A real map on disk, read window by window through a memory map.
+
+    Blank (NaN/inf) pixels become 0 so that stamps added on top stay finite; how many
+    there were is kept in ``nan_count`` for the manifest. Integer maps are scaled with
+    their BSCALE/BZERO per window (astropy would scale the whole map on first access)
+    and mJy/beam maps are converted to Jy/beam.
+    """
+
+    def __init__(self, path: str | Path, scan_rows: int | None = None) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._hdul = None
+        self._raw: np.ndarray | None = None
+        with open_fits(self.path, do_not_scale_image_data=True) as hdul:
+            self._hdu_index = find_image_hdu(hdul, self.path)
+            header = hdul[self._hdu_index].header
+            self._shape = image_shape(header, self.path)
+            self.unit = read_map_unit(header)
+            self.unit_scale = unit_scale(self.unit, self.path)
+            self._bscale = float(header.get("BSCALE", 1.0))
+            self._bzero = float(header.get("BZERO", 0.0))
+            bitpix = int(header["BITPIX"])
+            self._blank = header.get("BLANK") if bitpix > 0 else None
+        self._trivial = self._bscale == 1.0 and self._bzero == 0.0 and self._blank is None and self.unit_scale == 1.0
+        self.nan_count = self._count_blank(scan_rows)
+        if self.nan_count == self._shape[0] * self._shape[1]:
+            raise RadiffError(f"{self.path}: every pixel of the map is blank (NaN)")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape
+
+    def _array(self) -> np.ndarray:
+        """The raw 2-D memory map (opened lazily, e.g. after unpickling in a worker)."""
+        if self._raw is None:
+            with self._lock:
+                if self._raw is None:
+                    hdul = open_fits(self.path, do_not_scale_image_data=True)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", VerifyWarning)
+                        data = hdul[self._hdu_index].data
+                    while data.ndim > 2:  # degenerate FREQ/STOKES axes
+                        data = data[0]
+                    self._hdul, self._raw = hdul, data
+        return self._raw
+
+    def _count_blank(self, scan_rows: int | None) -> int:
+        """Blank pixels in the whole map, scanned in row bands so memory stays bounded."""
+        rows, cols = self._shape
+        step = scan_rows or max(1, (16 << 20) // max(cols, 1))
+        total = 0
+        for r0 in range(0, rows, step):
+            band = self._convert(self._array()[r0 : min(rows, r0 + step)])
+            total += int(np.count_nonzero(~np.isfinite(band)))
+        return total
+
+    def _convert(self, raw: np.ndarray) -> np.ndarray:
+        """Physical Jy/beam values of a raw window, blanks as NaN (float64 unless trivial)."""
+        if self._trivial and raw.dtype.kind == "f":
+            return raw.astype(np.float32)
+        out = raw.astype(np.float64)
+        if self._blank is not None:
+            out[raw == self._blank] = np.nan
+        return (out * self._bscale + self._bzero) * self.unit_scale
+
+    def read(self, row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
+        check_window(self._shape, row0, row1, col0, col1)
+        out = np.asarray(self._convert(self._array()[row0:row1, col0:col1]), dtype=np.float32)
+        out[~np.isfinite(out)] = 0.0
+        return out
+
+    def close(self) -> None:
+        if self._hdul is not None:
+            self._hdul.close()
+        self._hdul, self._raw = None, None
+
+    def __enter__(self) -> FitsBackground:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        # A memory map and a lock do not travel to another process; reopen there.
+        state = self.__dict__.copy()
+        state.update(_hdul=None, _raw=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def _pair(a: int, b: int) -> int:
+    """Szudzik's pairing of two non-negative ints: a block's seed index that ignores the map size."""
+    return a * a + a + b if a >= b else a + b * b
+
+
+class SyntheticBackground:
+    """Beam-correlated Gaussian noise of any size, identical whichever window reads it.
+
+    White noise lives in fixed ``block`` x ``block`` tiles, tile (bi, bj) seeded by
+    ``derive_seed(seed, pair(bi + 1, bj + 1), "noise")`` (tiles start at -1 to cover the
+    halo outside the map). The correlated noise is also *computed* per fixed output
+    block, from that block's white noise plus a halo of kernel radius: an FFT of a
+    different size rounds differently, so computing per window would only be equal
+    to ~1e-7. A read assembles the output blocks it covers; recently used blocks are
+    cached because catalogue windows are small and often fall in the same block.
+    """
+
+    def __init__(
+        self,
+        geometry: MapGeometry,
+        rms_jy: float,
+        seed: int,
+        block: int = 1024,
+        cache_blocks: int = 4,
+    ) -> None:
+        if not (rms_jy > 0 and math.isfinite(rms_jy)):
+            raise RadiffError(f"synthetic background rms must be > 0 Jy/beam, got {rms_jy!r}")
+        if int(seed) < 0:
+            raise RadiffError(f"seed must be non-negative, got {seed!r}")
+        self.geometry = geometry
+        self.rms_jy = float(rms_jy)
+        self.seed = int(seed)
+        self.block = int(block)
+        self.kernel = geometry.beam.kernel(geometry.pixel_scale_arcsec)
+        self.halo = self.kernel.shape[0] // 2
+        if self.block < 16 or self.block <= self.halo:
+            raise RadiffError(
+                f"synthetic background block {block} must be >= 16 and larger than the beam kernel radius {self.halo} px"
+            )
+        self.cache_blocks = max(0, int(cache_blocks))
+        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.geometry.shape
+
+    def _white(self, bi: int, bj: int, memo: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+        """Unit white noise of tile (bi, bj), bi, bj >= -1, always the full block size.
+
+        ``memo`` lives for one read: neighbouring output blocks share halo tiles.
+        """
+        tile = memo.get((bi, bj))
+        if tile is None:
+            rng = derive_rng(self.seed, _pair(bi + 1, bj + 1), "noise")
+            tile = memo[(bi, bj)] = rng.standard_normal((self.block, self.block))
+        return tile
+
+    def _white_window(
+        self, row0: int, row1: int, col0: int, col1: int, memo: dict[tuple[int, int], np.ndarray]
+    ) -> np.ndarray:
+        """White noise over any window of the extended (halo-padded) plane."""
+        b = self.block
+        out = np.empty((row1 - row0, col1 - col0), dtype=np.float64)
+        for bi in range(row0 // b, (row1 - 1) // b + 1):
+            r0, r1 = max(row0, bi * b), min(row1, (bi + 1) * b)
+            for bj in range(col0 // b, (col1 - 1) // b + 1):
+                c0, c1 = max(col0, bj * b), min(col1, (bj + 1) * b)
+                tile = self._white(bi, bj, memo)
+                out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = tile[r0 - bi * b : r1 - bi * b, c0 - bj * b : c1 - bj * b]
+        return out
+
+    def _noise_block(self, bi: int, bj: int, memo: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+        key = (bi, bj)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        rows, cols = self.shape
+        b, h = self.block, self.halo
+        r0, r1 = bi * b, min(rows, (bi + 1) * b)
+        c0, c1 = bj * b, min(cols, (bj + 1) * b)
+        white = self._white_window(r0 - h, r1 + h, c0 - h, c1 + h, memo)
+        noise = correlated_noise(white, self.kernel, self.rms_jy)
+        noise.setflags(write=False)
+        if self.cache_blocks:
+            with self._lock:
+                self._cache[key] = noise
+                while len(self._cache) > self.cache_blocks:
+                    self._cache.popitem(last=False)
+        return noise
+
+    def read(self, row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
+        check_window(self.shape, row0, row1, col0, col1)
+        b = self.block
+        out = np.zeros((row1 - row0, col1 - col0), dtype=np.float32)
+        if out.size == 0:
+            return out
+        memo: dict[tuple[int, int], np.ndarray] = {}
+        for bi in range(row0 // b, (row1 - 1) // b + 1):
+            r0, r1 = max(row0, bi * b), min(row1, (bi + 1) * b)
+            for bj in range(col0 // b, (col1 - 1) // b + 1):
+                c0, c1 = max(col0, bj * b), min(col1, (bj + 1) * b)
+                noise = self._noise_block(bi, bj, memo)
+                out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = noise[r0 - bi * b : r1 - bi * b, c0 - bj * b : c1 - bj * b]
+        return out
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_cache=OrderedDict(), _lock=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()

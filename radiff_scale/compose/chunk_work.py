@@ -1,0 +1,129 @@
+"""What one chunk owner does: cut the stamps that touch its chunk, measure the objects it
+owns, and write its chunk of the mosaic once.
+
+An object may touch several chunks; each of them cuts the same stamp from the same
+stored tile (cutting is a pure function, so the copies agree to the bit). The object is
+*owned*, for the catalogue, by the one chunk that holds the top-left pixel of its
+footprint box, so every object gets exactly one catalogue row however the map is split.
+The catalogue part is written before the chunk's done marker: a chunk recorded done
+always has its rows on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from radiff_scale.compose import tile_store
+from radiff_scale.compose.background import BackgroundSource
+from radiff_scale.compose.catalogue import build_catalogue, measure
+from radiff_scale.compose.mosaic import open_mosaic, render_chunk
+from radiff_scale.compose.planner import PlacedObject
+from radiff_scale.compose.rundir import RunDir
+from radiff_scale.compose.stamps import NORM_PEAK, cut_stamp
+from radiff_scale.compose.wcs import MapGeometry
+from radiff_scale.data.preprocess import PreprocessParams, inverse_preprocess
+
+#: Columns of work/objects.parquet, the placement every chunk owner reads its share of.
+OBJECT_COLUMNS = (
+    "object_id", "class_id", "k", "seed", "row0", "col0", "rank", "sigma_local",
+    "fp_row0", "fp_row1", "fp_col0", "fp_col1", "bank_index",
+)
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What the driver keeps of one chunk (small: it travels back through Ray)."""
+
+    index: tuple[int, int]
+    n_stamps: int
+    n_owned: int
+    odd_normalisation: tuple[int, ...]
+    seconds: float
+
+
+def chunks_touched(fp: tuple[int, int, int, int], chunk: int) -> list[tuple[int, int]]:
+    """Chunk indices a footprint box (row0, row1, col0, col1) touches."""
+    r0, r1, c0, c1 = fp
+    return [
+        (i, j)
+        for i in range(r0 // chunk, (r1 - 1) // chunk + 1)
+        for j in range(c0 // chunk, (c1 - 1) // chunk + 1)
+    ]
+
+
+def owner_chunk(fp: tuple[int, int, int, int], chunk: int) -> tuple[int, int]:
+    return fp[0] // chunk, fp[2] // chunk
+
+
+def compose_chunk(
+    run_root: str | Path,
+    index: tuple[int, int],
+    objects: list[dict[str, Any]],
+    background: BackgroundSource,
+    geometry: MapGeometry,
+    preprocess_reference: dict[str, float],
+) -> ChunkOutcome:
+    """Render chunk ``index`` of ``run_root``'s mosaic from the objects touching it."""
+    import time
+
+    started = time.perf_counter()
+    run = RunDir(Path(run_root))
+    mosaic = open_mosaic(run.mosaic)
+    chunk = mosaic.chunk_bounds(index)
+    chunk_side = mosaic.array("image").chunks[0]
+    objects = sorted(objects, key=lambda o: int(o["object_id"]))
+    ranks = [int(o["rank"]) for o in objects]
+    tiles = tile_store.read_ranks(run.tiles, ranks)
+    masks = tile_store.read_ranks(run.masks, ranks)
+    params = PreprocessParams.from_dict(preprocess_reference)
+
+    def inverse(y: np.ndarray) -> np.ndarray:
+        return inverse_preprocess(y, params)
+
+    stamps, rows, odd = [], [], []
+    wcs = geometry.wcs()
+    for obj, tile, mask in zip(objects, tiles, masks):
+        placed = PlacedObject(
+            int(obj["object_id"]), int(obj["class_id"]), float(obj["k"]), int(obj["seed"]),
+            int(obj["row0"]), int(obj["col0"]),
+        )
+        stamp = cut_stamp(placed, tile, mask > 0, float(obj["sigma_local"]), inverse)
+        stamps.append(stamp)
+        if stamp.normalisation != NORM_PEAK:
+            odd.append(placed.object_id)
+        fp = (int(obj["fp_row0"]), int(obj["fp_row1"]), int(obj["fp_col0"]), int(obj["fp_col1"]))
+        if owner_chunk(fp, chunk_side) == tuple(index):
+            rows.append(
+                measure(stamp, wcs, geometry.beam, geometry.pixel_scale_arcsec, float(obj["sigma_local"]), placed.k, placed.seed)
+            )
+    if rows:
+        _write_part(run.catalogue_parts, index, build_catalogue(rows))
+    report = render_chunk(mosaic, chunk.index, background, stamps)
+    return ChunkOutcome(
+        index=tuple(index), n_stamps=report.n_stamps, n_owned=len(rows), odd_normalisation=tuple(odd),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _write_part(folder: Path, index: tuple[int, int], table: pa.Table) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{index[0]}_{index[1]}.parquet"
+    tmp = folder / f".{final.name}.{uuid.uuid4().hex}.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, final)
+
+
+def read_catalogue_parts(folder: Path) -> pa.Table:
+    """All parts, as one table sorted by id (the order of parts on disk does not matter)."""
+    rows: list[dict[str, Any]] = []
+    for part in sorted(folder.glob("*.parquet")):
+        rows.extend(pq.read_table(part).to_pylist())
+    return build_catalogue(rows)

@@ -1,0 +1,122 @@
+"""The output folder of a map run: its layout, its identity, and what counts as finished.
+
+Layout of ``OUT/``::
+
+    spec.json          resolved MapSpec identity, written first (what --resume checks)
+    work/objects.parquet   the placement: one row per placed object (driver output)
+    work/unplaced.json     objects that could not be placed, with reasons
+    work/masks.zarr        one single-object class mask per placed object (rank order)
+    work/tiles.zarr        one generated tile per placed object; one chunk per batch
+    work/catalogue/        catalogue rows, one part per mosaic chunk that owns objects
+    map.zarr/          the mosaic (image, class, instance) with per-chunk done markers
+    map.fits, labels.fits, catalogue.{parquet,fits,csv}, regions.reg, quicklook.png
+    manifest.json      written last: its presence means the run is complete
+
+Every final file is written under a temporary name and renamed when complete, so an
+interrupted run never leaves something that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from radiff_scale.errors import RadiffError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one map run."""
+
+    root: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec.json"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def objects(self) -> Path:
+        return self.work / "objects.parquet"
+
+    @property
+    def unplaced(self) -> Path:
+        return self.work / "unplaced.json"
+
+    @property
+    def masks(self) -> Path:
+        return self.work / "masks.zarr"
+
+    @property
+    def tiles(self) -> Path:
+        return self.work / "tiles.zarr"
+
+    @property
+    def catalogue_parts(self) -> Path:
+        return self.work / "catalogue"
+
+    @property
+    def mosaic(self) -> Path:
+        return self.root / "map.zarr"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    def output(self, name: str) -> Path:
+        return self.root / name
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON (sorted keys) under a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(out: str | Path, identity: dict[str, Any], resume: bool, overwrite: bool) -> RunDir:
+    """Create or reopen ``out`` for a run of ``identity``; refuse anything ambiguous.
+
+    - new or empty folder: a fresh run;
+    - ``resume``: the folder must hold a run of the *same* identity (else a user error);
+    - ``overwrite``: whatever is there is removed first (only folders that look like
+      one of our runs, so a typo cannot wipe a home folder);
+    - otherwise an existing non-empty folder is refused.
+    """
+    root = Path(out)
+    run = RunDir(root)
+    if root.exists() and not root.is_dir():
+        raise RadiffError(f"output {root} exists and is not a folder")
+    exists = root.is_dir() and any(root.iterdir())
+    if exists and overwrite:
+        if not run.spec.is_file():
+            raise RadiffError(f"refusing to --overwrite {root}: it is not a radiff-scale run folder (no spec.json)")
+        shutil.rmtree(root)
+        exists = False
+    if exists:
+        if not resume:
+            hint = "use --resume to finish it" if run.spec.is_file() else "choose a new folder"
+            raise RadiffError(f"output {root} already exists and is not empty ({hint}, or --overwrite)")
+        try:
+            previous = json.loads(run.spec.read_text())
+        except (OSError, ValueError):
+            raise RadiffError(f"cannot --resume {root}: it has no readable spec.json (not a radiff-scale run)") from None
+        if previous != json.loads(json.dumps(identity)):
+            changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
+            raise RadiffError(
+                f"cannot --resume {root}: it was made from a different spec (changed: {', '.join(changed)}); "
+                "use --overwrite or a new folder"
+            )
+        return run
+    root.mkdir(parents=True, exist_ok=True)
+    run.work.mkdir(exist_ok=True)
+    write_json_atomic(run.spec, identity)
+    return run

@@ -1,0 +1,138 @@
+"""MapSpec: the one config object of the map job.
+
+Loaded from YAML (``configs/*.yaml``) with dotted overrides from the CLI, validated here
+before any heavy work, and written resolved into every run's manifest. Fields that
+change the output bytes are the run's *identity* (see :meth:`MapSpec.identity`): a
+``--resume`` is only allowed against an output folder made from the same identity.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radiff_scale.beam import Beam
+from radiff_scale.compose.planner import PlacementConfig
+from radiff_scale.config import to_dict
+from radiff_scale.errors import RadiffError
+
+#: Samplers the tile stage accepts (names of radiff_scale.diffusion schedulers).
+SAMPLERS = ("ddpm", "ddim", "dpm++")
+
+#: Largest map side we accept: 2**20 pixels (far beyond SKA-sized 32768^2 maps).
+MAX_SIDE = 1 << 20
+
+#: Bytes a map costs on disk in the worst case (nothing compresses): Zarr image float32 +
+#: class uint8 + instance int32, then map.fits float32 and labels.fits (uint8 + int32).
+WORST_BYTES_PER_PIXEL = 4 + 1 + 4 + 4 + 1 + 4
+
+
+@dataclass
+class SamplerSpec:
+    """How tiles are sampled: solver, number of steps, guidance scales, batch size.
+
+    ``batch_size`` fixes which objects share a batch (consecutive placed objects) and so
+    the tile store's chunking; tiles never depend on it (per-object noise streams).
+    """
+
+    name: str = "dpm++"
+    steps: int = 20
+    guidance_mask: float = 1.5
+    guidance_background: float = 1.0
+    eta: float = 0.0
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.name not in SAMPLERS:
+            raise RadiffError(f"sampler.name {self.name!r} is not one of {', '.join(SAMPLERS)}")
+        if self.steps < 1:
+            raise RadiffError(f"sampler.steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise RadiffError(f"sampler.batch_size must be >= 1, got {self.batch_size}")
+        if not (0.0 <= self.eta <= 1.0):
+            raise RadiffError(f"sampler.eta must be in [0, 1], got {self.eta}")
+
+
+@dataclass
+class MapSpec:
+    """Everything that defines a synthetic map.
+
+    With ``background`` (a 2-D FITS map with a celestial WCS) the map takes that file's
+    size, WCS, beam and frequency, and ``size``/geometry fields are ignored; without it
+    the background is synthetic beam-correlated noise of ``noise_rms_jy`` on a
+    ``size`` x ``size`` grid centred on ``centre_ra_deg``/``centre_dec_deg``.
+
+    ``masks``: ``bank`` (the shipped real mask bank), ``bank:PATH`` (an .npz like it).
+    ``tiles``: ``model`` (sample with the diffusion model named by ``model``: ``demo``
+    for the shipped weights or a bundle folder).
+    """
+
+    size: int = 4096
+    background: str | None = None
+    pixel_scale_arcsec: float = 1.5
+    beam_bmaj_arcsec: float = 9.8
+    beam_bmin_arcsec: float = 5.8
+    beam_bpa_deg: float = 0.0
+    centre_ra_deg: float = 0.0
+    centre_dec_deg: float = -30.0
+    freq_hz: float = 1.4e9
+    noise_rms_jy: float = 1e-4
+    placement: PlacementConfig = field(default_factory=lambda: PlacementConfig(n_objects=400))
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    seed: int = 0
+    chunk: int = 2048
+    workers: int = 2
+    masks: str = "bank"
+    tiles: str = "model"
+    model: str = "demo"
+
+    def __post_init__(self) -> None:
+        if self.background is None and not (0 < self.size <= MAX_SIDE):
+            raise RadiffError(f"size must be in 1..{MAX_SIDE}, got {self.size}")
+        for name in ("pixel_scale_arcsec", "beam_bmaj_arcsec", "beam_bmin_arcsec", "freq_hz", "noise_rms_jy"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise RadiffError(f"{name} must be a finite number > 0, got {value}")
+        if not (-90.0 <= self.centre_dec_deg <= 90.0):
+            raise RadiffError(f"centre_dec_deg must be in [-90, 90], got {self.centre_dec_deg}")
+        if self.seed < 0:
+            raise RadiffError(f"seed must be >= 0, got {self.seed}")
+        if self.workers < 1:
+            raise RadiffError(f"workers must be >= 1, got {self.workers}")
+        if not (self.masks == "bank" or self.masks.startswith("bank:")):
+            raise RadiffError(f"masks {self.masks!r}: expected 'bank' or 'bank:PATH'")
+        if self.tiles != "model":
+            raise RadiffError(f"unknown tile source {self.tiles!r}: expected 'model'")
+        if self.background is not None and not Path(self.background).is_file():
+            raise RadiffError(f"background {self.background}: no such file")
+
+    @property
+    def beam(self) -> Beam:
+        return Beam(self.beam_bmaj_arcsec, self.beam_bmin_arcsec, self.beam_bpa_deg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the output bytes (``workers`` does not)."""
+        data = self.to_dict()
+        data.pop("workers")
+        return data
+
+
+def preflight_disk(out: Path, shape: tuple[int, int]) -> int:
+    """Refuse a map that cannot fit on the output disk (worst case: nothing compresses)."""
+    need = shape[0] * shape[1] * WORST_BYTES_PER_PIXEL
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise RadiffError(
+            f"a {shape[0]}x{shape[1]} map needs up to {need / 2**30:.1f} GiB in {out}, "
+            f"but only {free / 2**30:.1f} GiB are free"
+        )
+    return need

@@ -1,0 +1,278 @@
+"""Map geometry: the sky grid of a composed map, written clean, and read tolerantly from real maps.
+
+Real radio maps arrive with the quirks of the packages that imaged them (Miriad's NCP
+projection, degenerate FREQ/STOKES axes, beam only in AIPS HISTORY cards, no BPA,
+the unit written into the wrong keyword). :func:`read_map_header` absorbs those once,
+here, so the rest of the compositor sees one :class:`MapGeometry`; what we write is
+always a plain 2-D RA---SIN/DEC--SIN header that source finders (PyBDSF) accept.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+from radiff_scale.beam import Beam
+from radiff_scale.errors import RadiffError
+
+#: Projections we are willing to write (WCSLIB codes). NCP is read, but written as SIN.
+WRITABLE_PROJECTIONS = ("SIN", "TAN", "ARC", "ZEA", "STG")
+
+#: Jy/beam multiplier for the brightness units we understand (keys upper case, no spaces).
+UNIT_SCALES = {"JY/BEAM": 1.0, "MJY/BEAM": 1e-3, "UJY/BEAM": 1e-6}
+
+_UNIT_RE = re.compile(r"^\s*([mu]?)jy\s*/\s*beam\s*$", re.IGNORECASE)
+_AIPS_BEAM_RE = re.compile(
+    r"BMAJ\s*=\s*([-+0-9.EeDd]+)\s+BMIN\s*=\s*([-+0-9.EeDd]+)(?:\s+BPA\s*=\s*([-+0-9.EeDd]+))?"
+)
+
+
+@dataclass(frozen=True)
+class MapGeometry:
+    """The pixel grid and instrument of one map: enough to write its FITS header.
+
+    ``shape`` is (rows, cols) = (NAXIS2, NAXIS1). The reference pixel is the map centre,
+    so the projection distortion is symmetric over the map.
+    """
+
+    shape: tuple[int, int]
+    pixel_scale_arcsec: float
+    centre_ra_deg: float
+    centre_dec_deg: float
+    beam: Beam
+    freq_hz: float
+    projection: str = "SIN"
+
+    def __post_init__(self) -> None:
+        try:
+            rows, cols = (int(v) for v in self.shape)
+        except (TypeError, ValueError):
+            raise RadiffError(f"map shape must be two integers (rows, cols), got {self.shape!r}") from None
+        if rows <= 0 or cols <= 0:
+            raise RadiffError(f"map shape must be positive, got {self.shape!r}")
+        object.__setattr__(self, "shape", (rows, cols))
+        if not (self.pixel_scale_arcsec > 0 and math.isfinite(self.pixel_scale_arcsec)):
+            raise RadiffError(f"pixel scale must be > 0 arcsec, got {self.pixel_scale_arcsec!r}")
+        if not (self.freq_hz > 0 and math.isfinite(self.freq_hz)):
+            raise RadiffError(f"observing frequency must be > 0 Hz, got {self.freq_hz!r}")
+        if not -90.0 <= self.centre_dec_deg <= 90.0:
+            raise RadiffError(f"centre declination must be within [-90, 90] deg, got {self.centre_dec_deg!r}")
+        object.__setattr__(self, "centre_ra_deg", float(self.centre_ra_deg) % 360.0)
+        proj = str(self.projection).upper()
+        if proj not in WRITABLE_PROJECTIONS:
+            raise RadiffError(f"projection {self.projection!r} is not supported (use one of {', '.join(WRITABLE_PROJECTIONS)})")
+        object.__setattr__(self, "projection", proj)
+
+    @property
+    def crpix(self) -> tuple[float, float]:
+        """FITS (1-based) reference pixel (CRPIX1, CRPIX2): the centre of the map."""
+        rows, cols = self.shape
+        return (cols + 1) / 2.0, (rows + 1) / 2.0
+
+    def header(self) -> fits.Header:
+        """A clean 2-D float32 primary header: WCS, beam, frequency and unit."""
+        rows, cols = self.shape
+        scale_deg = self.pixel_scale_arcsec / 3600.0
+        crpix1, crpix2 = self.crpix
+        h = fits.Header()
+        h["SIMPLE"] = (True, "conforms to FITS standard")
+        h["BITPIX"] = (-32, "IEEE single precision")
+        h["NAXIS"] = 2
+        h["NAXIS1"] = (cols, "columns (RA axis)")
+        h["NAXIS2"] = (rows, "rows (Dec axis)")
+        h["EXTEND"] = True
+        h["BUNIT"] = ("JY/BEAM", "brightness unit")
+        h["CTYPE1"] = f"RA---{self.projection}"
+        h["CTYPE2"] = f"DEC--{self.projection}"
+        h["CRPIX1"] = (crpix1, "reference pixel: map centre")
+        h["CRPIX2"] = (crpix2, "reference pixel: map centre")
+        h["CRVAL1"] = (float(self.centre_ra_deg), "[deg] RA at reference pixel")
+        h["CRVAL2"] = (float(self.centre_dec_deg), "[deg] Dec at reference pixel")
+        h["CDELT1"] = (-scale_deg, "[deg] pixel size, RA increases to the left")
+        h["CDELT2"] = (scale_deg, "[deg] pixel size")
+        h["CUNIT1"] = "deg"
+        h["CUNIT2"] = "deg"
+        h["RADESYS"] = "ICRS"
+        h["EQUINOX"] = 2000.0
+        h["BMAJ"] = (self.beam.bmaj_arcsec / 3600.0, "[deg] restoring beam FWHM major axis")
+        h["BMIN"] = (self.beam.bmin_arcsec / 3600.0, "[deg] restoring beam FWHM minor axis")
+        h["BPA"] = (float(self.beam.bpa_deg), "[deg] beam position angle, east of north")
+        h["RESTFRQ"] = (float(self.freq_hz), "[Hz] observing frequency")
+        return h
+
+    def wcs(self) -> WCS:
+        """The celestial WCS of :meth:`header`."""
+        return WCS(self.header())
+
+
+def read_map_unit(header: fits.Header) -> str | None:
+    """The brightness unit of a real map, upper case without spaces, or None if absent.
+
+    BUNIT first; otherwise any string keyword whose value *is* a Jy/beam unit (some
+    pipelines write it into CTYPE1 or BTYPE), because a map whose unit we ignore by
+    mistake would silently be off by 1000.
+    """
+    bunit = header.get("BUNIT")
+    if isinstance(bunit, str) and bunit.strip():
+        return bunit.replace(" ", "").upper()
+    for key, value in header.items():
+        if key in ("HISTORY", "COMMENT", ""):
+            continue
+        if isinstance(value, str):
+            m = _UNIT_RE.match(value)
+            if m:
+                return f"{m.group(1).upper()}JY/BEAM"
+    return None
+
+
+def unit_scale(unit: str | None, path: str | Path) -> float:
+    """Multiplier to Jy/beam for a unit from :func:`read_map_unit` (None: assume Jy/beam)."""
+    if unit is None:
+        return 1.0
+    if unit in UNIT_SCALES:
+        return UNIT_SCALES[unit]
+    raise RadiffError(f"{path}: brightness unit {unit!r} is not a Jy/beam unit (expected one of {', '.join(UNIT_SCALES)})")
+
+
+def open_fits(path: str | Path, **kwargs: object) -> fits.HDUList:
+    """Open a real FITS file memory-mapped, keeping astropy's complaints about its quirks quiet.
+
+    Header oddities of real maps (a BLANK keyword on float data, non-standard cards)
+    are expected, not the user's fault; a file that is not FITS at all is.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RadiffError(f"{path}: no such FITS file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VerifyWarning)
+            return fits.open(path, memmap=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise RadiffError(f"{path}: cannot read as FITS ({exc})") from None
+
+
+def find_image_hdu(hdul: fits.HDUList, path: str | Path) -> int:
+    """Index of the first HDU holding an image of at least two axes."""
+    for idx, hdu in enumerate(hdul):
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and int(hdu.header.get("NAXIS", 0)) >= 2:
+            return idx
+    raise RadiffError(f"{path}: no image HDU with two or more axes")
+
+
+def image_shape(header: fits.Header, path: str | Path) -> tuple[int, int]:
+    """(rows, cols) of the celestial plane; any further axis must be degenerate (length 1)."""
+    naxis = int(header.get("NAXIS", 0))
+    if naxis < 2:
+        raise RadiffError(f"{path}: image has {naxis} axes, need at least 2")
+    extra = [int(header.get(f"NAXIS{i}", 1)) for i in range(3, naxis + 1)]
+    if any(n != 1 for n in extra):
+        raise RadiffError(f"{path}: image has non-degenerate axes beyond the sky plane (NAXIS3.. = {extra}); cubes are not supported")
+    return int(header["NAXIS2"]), int(header["NAXIS1"])
+
+
+def _float(value: object) -> float | None:
+    try:
+        out = float(str(value).replace("D", "E").replace("d", "e"))
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _read_beam(header: fits.Header, path: str | Path) -> Beam:
+    """BMAJ/BMIN/BPA (deg) from keywords, else from an AIPS 'CLEAN BMAJ=' HISTORY card."""
+    bmaj, bmin, bpa = _float(header.get("BMAJ")), _float(header.get("BMIN")), _float(header.get("BPA"))
+    if bmaj is None or bmin is None:
+        for card in reversed(list(header.get("HISTORY", []))):
+            m = _AIPS_BEAM_RE.search(str(card))
+            if m:
+                bmaj, bmin = _float(m.group(1)), _float(m.group(2))
+                bpa = _float(m.group(3)) if m.group(3) else bpa
+                break
+    if bmaj is None or bmin is None or bmaj <= 0 or bmin <= 0:
+        raise RadiffError(f"{path}: no restoring beam (BMAJ/BMIN keywords or AIPS CLEAN history)")
+    return Beam(bmaj * 3600.0, bmin * 3600.0, bpa if bpa is not None else 0.0)
+
+
+def _read_freq(header: fits.Header) -> float | None:
+    """RESTFRQ / RESTFREQ, else the value of a FREQ axis at its (only) pixel, else FREQ/OBSFREQ."""
+    for key in ("RESTFRQ", "RESTFREQ"):
+        value = _float(header.get(key))
+        if value is not None and value > 0:
+            return value
+    for i in range(1, 10):
+        ctype = header.get(f"CTYPE{i}")
+        if isinstance(ctype, str) and ctype.strip().upper().startswith("FREQ"):
+            crval = _float(header.get(f"CRVAL{i}"))
+            if crval is None:
+                continue
+            crpix = _float(header.get(f"CRPIX{i}")) or 1.0
+            cdelt = _float(header.get(f"CDELT{i}")) or 0.0
+            value = crval + (1.0 - crpix) * cdelt
+            if value > 0:
+                return value
+    for key in ("FREQ", "OBSFREQ"):
+        value = _float(header.get(key))
+        if value is not None and value > 0:
+            return value
+    return None
+
+
+def celestial_wcs(header: fits.Header, path: str | Path) -> WCS:
+    """The celestial part of a real map's WCS, with WCSLIB's silent fixes (NCP->SIN, ...) kept quiet."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            full = WCS(header)
+    except Exception as exc:  # WCSLIB raises a zoo of types on malformed headers
+        raise RadiffError(f"{path}: no usable celestial WCS ({exc})") from None
+    if not full.has_celestial:
+        raise RadiffError(f"{path}: no celestial WCS (CTYPE1/CTYPE2 are {header.get('CTYPE1')!r}/{header.get('CTYPE2')!r})")
+    if (full.wcs.lng, full.wcs.lat) not in ((0, 1), (1, 0)):
+        raise RadiffError(f"{path}: the celestial axes must be the first two image axes")
+    return full.celestial
+
+
+def read_map_header(path: str | Path, default_freq_hz: float | None = None) -> MapGeometry:
+    """The geometry of a real map: shape, pixel scale, centre (ICRS), beam, frequency.
+
+    The result describes the map we will *write* (SIN projection, reference at the
+    centre), taking the centre's sky position from the real WCS. ``default_freq_hz`` is
+    used only when the header carries no frequency at all.
+    """
+    path = Path(path)
+    with open_fits(path) as hdul:
+        header = hdul[find_image_hdu(hdul, path)].header.copy()
+    shape = image_shape(header, path)
+    cel = celestial_wcs(header, path)
+    scales = np.abs(proj_plane_pixel_scales(cel)) * 3600.0
+    if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+        raise RadiffError(f"{path}: celestial WCS has no valid pixel scale")
+    if abs(scales[0] - scales[1]) > 1e-3 * max(scales):
+        raise RadiffError(f"{path}: non-square pixels ({scales[0]:.4g}\" x {scales[1]:.4g}\") are not supported")
+    rows, cols = shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        centre = cel.pixel_to_world((cols - 1) / 2.0, (rows - 1) / 2.0).icrs
+    freq = _read_freq(header)
+    if freq is None:
+        if default_freq_hz is None:
+            raise RadiffError(f"{path}: no observing frequency (RESTFRQ, RESTFREQ or a FREQ axis); give one explicitly")
+        freq = float(default_freq_hz)
+    return MapGeometry(
+        shape=shape,
+        pixel_scale_arcsec=float(np.mean(scales)),
+        centre_ra_deg=float(centre.ra.deg),
+        centre_dec_deg=float(centre.dec.deg),
+        beam=_read_beam(header, path),
+        freq_hz=freq,
+        projection="SIN",
+    )
