@@ -151,7 +151,9 @@ def sample_tiles_stage(
     if not todo:
         return
     n_actors = min(spec.workers, len(todo))
-    threads = None if use_gpu else max(1, (os.cpu_count() or 1) // n_actors)
+    # One BLAS/oneDNN thread per CPU actor: reductions split over a different number of
+    # threads round differently, and tiles must be bit-identical whatever --workers is.
+    threads = None if use_gpu else 1
     s = spec.sampler
     settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta)
     actors = make_sampler_pool(n_actors, str(model_dir), settings, use_gpu, threads)

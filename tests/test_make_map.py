@@ -1,0 +1,162 @@
+"""The map job end to end on a small map: outputs, truth, determinism across workers, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from astropy.io import fits
+
+from jobs.make_map import main as make_map_main
+from jobs.make_map import run_make_map
+from radiff_scale.compose.background import SyntheticBackground
+from radiff_scale.compose.spec import MapSpec, SamplerSpec
+from radiff_scale.compose.planner import PlacementConfig
+from radiff_scale.compose.wcs import MapGeometry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_spec(bundle: Path, workers: int, size: int = 768, n: int = 14) -> MapSpec:
+    return MapSpec(
+        size=size, chunk=256, workers=workers, model=str(bundle), seed=3,
+        placement=PlacementConfig(n_objects=n, margin_px=16),
+        sampler=SamplerSpec(name="ddim", steps=2, batch_size=4),
+    )
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(tmp_path_factory, tiny_bundle, ray_local) -> Path:
+    out = tmp_path_factory.mktemp("map") / "w2"
+    run_make_map(small_spec(tiny_bundle, workers=2), out, progress=False)
+    return out
+
+
+def _read(path: Path, ext: int | str = 0) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the products must open without any warning
+        with fits.open(path) as hdul:
+            return np.asarray(hdul[ext].data).copy()
+
+
+def test_every_output_is_written_with_the_contracted_header(two_worker_run: Path) -> None:
+    for name in ("map.fits", "labels.fits", "catalogue.parquet", "catalogue.fits", "catalogue.csv",
+                 "regions.reg", "quicklook.png", "manifest.json", "map.zarr"):
+        assert (two_worker_run / name).exists(), name
+    assert not list(two_worker_run.glob("*.partial"))
+    header = fits.getheader(two_worker_run / "map.fits")
+    assert (header["CTYPE1"], header["CTYPE2"]) == ("RA---SIN", "DEC--SIN")
+    assert header["BUNIT"] == "JY/BEAM" and header["BITPIX"] == -32
+    assert header["BMAJ"] == pytest.approx(9.8 / 3600) and header["BMIN"] == pytest.approx(5.8 / 3600)
+    assert header["RESTFRQ"] == pytest.approx(1.4e9) and header["SEED"] == 3
+    manifest = json.loads((two_worker_run / "manifest.json").read_text())
+    assert manifest["spec"]["seed"] == 3 and manifest["versions"]["radiff_scale"]
+    assert manifest["counts"]["objects_placed"] + manifest["counts"]["objects_unplaced"] == 14
+
+
+def test_catalogue_is_the_truth_of_the_pixels(two_worker_run: Path, tiny_bundle: Path) -> None:
+    image = _read(two_worker_run / "map.fits").astype(np.float64)
+    instance = _read(two_worker_run / "labels.fits", "INSTANCE")
+    classes = _read(two_worker_run / "labels.fits", "CLASS")
+    table = pq.read_table(two_worker_run / "catalogue.parquet").to_pylist()
+    assert sorted(r["id"] for r in table) == sorted(np.unique(instance[instance > 0]).tolist())
+    spec = small_spec(tiny_bundle, 2)
+    geometry = MapGeometry((spec.size, spec.size), spec.pixel_scale_arcsec, spec.centre_ra_deg,
+                           spec.centre_dec_deg, spec.beam, spec.freq_hz)
+    residual = image - SyntheticBackground(geometry, spec.noise_rms_jy, spec.seed).read(0, spec.size, 0, spec.size)
+    assert np.abs(residual[instance == 0]).max() < 1e-9  # nothing outside the objects' masks
+    area = spec.beam.area_pixels(spec.pixel_scale_arcsec)
+    for row in table:
+        pixels = instance == row["id"]
+        assert np.all(classes[pixels] == row["class"])
+        measured = residual[pixels].sum() / area
+        assert measured == pytest.approx(row["flux_jy"], rel=1e-3, abs=1e-12)
+
+
+def test_one_worker_gives_the_same_bytes(two_worker_run: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w1"
+    run_make_map(small_spec(tiny_bundle, workers=1), out, progress=False)
+    assert np.array_equal(_read(out / "map.fits"), _read(two_worker_run / "map.fits"))
+    assert (out / "catalogue.csv").read_bytes() == (two_worker_run / "catalogue.csv").read_bytes()
+    assert np.array_equal(_read(out / "labels.fits", "INSTANCE"), _read(two_worker_run / "labels.fits", "INSTANCE"))
+
+
+def test_killed_run_resumes_to_the_same_bytes(two_worker_run: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    args = ["--out", str(out), "--size", "768", "--seed", "3", "--workers", "1", "--quiet",
+            "--set", "chunk=256", "--set", f"model={tiny_bundle}", "--set", "placement.n_objects=14",
+            "--set", "placement.margin_px=16", "--set", "sampler.name=ddim", "--set", "sampler.steps=2",
+            "--set", "sampler.batch_size=4"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.make_map", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    done_dir = out / "map.zarr" / "_done"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if done_dir.is_dir() and len(list(done_dir.glob("*.json"))) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+    proc.wait()
+    assert not (out / "manifest.json").exists(), "a killed run must not look finished"
+    written_before = len(list(done_dir.glob("*.json")))
+    assert 0 < written_before < 9
+    assert make_map_main([*args, "--resume"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["chunks_written"] == 9 - written_before
+    assert manifest["counts"]["tile_batches_sampled"] == 0
+    assert np.array_equal(_read(out / "map.fits"), _read(two_worker_run / "map.fits"))
+    assert (out / "catalogue.csv").read_bytes() == (two_worker_run / "catalogue.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "placement.overlap_fraction=1.5"], "overlap_fraction must be in [0, 1]"),
+        (["--set", "placement.k_cap=-1"], "k_cap must be >= 0"),
+        (["--set", "tiles=magic"], "unknown tile source 'magic'"),
+        (["--size", "0"], "size must be in"),
+        (["--set", "chunk=100"], "chunk"),
+        (["--background", "/nonexistent.fits"], "no such file"),
+        (["--set", "model=/nonexistent-bundle"], "no such folder"),
+        (["--set", "sampler.name=euler"], "sampler.name"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(tmp_path: Path, capsys, extra: list[str], message: str) -> None:
+    out = tmp_path / "out"
+    assert make_map_main(["--out", str(out), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists(), "nothing may be written before the input is validated"
+
+
+def test_existing_output_is_refused_unless_resumed_or_overwritten(tmp_path: Path, capsys, tiny_bundle: Path) -> None:
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = ["--out", str(out), "--quiet", "--size", "512", "--set", f"model={tiny_bundle}"]
+    assert make_map_main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert make_map_main([*args, "--resume"]) == 2
+    assert "no readable spec.json" in capsys.readouterr().err
+    assert make_map_main([*args, "--overwrite"]) == 2
+    assert "not a radiff-scale run folder" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_background_without_celestial_wcs_is_refused(tmp_path: Path, capsys, tiny_bundle: Path) -> None:
+    path = tmp_path / "plain.fits"
+    fits.PrimaryHDU(np.ones((64, 64), np.float32)).writeto(path)
+    args = ["--out", str(tmp_path / "o"), "--quiet", "--background", str(path), "--set", f"model={tiny_bundle}"]
+    assert make_map_main(args) == 2
+    err = capsys.readouterr().err
+    assert "plain.fits" in err and "WCS" in err.upper()
