@@ -39,6 +39,7 @@ def _add_simulate_dataset(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=_positive_int, required=True, help="number of cutouts")
     p.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
     p.add_argument("--seed", type=int, default=0, help="run seed; the same seed gives byte-identical files")
+    p.add_argument("--workers", type=_positive_int, default=1, help="processes (output is the same for any number)")
     p.add_argument("--config", default=None, help="YAML file with simulator settings (see configs/simulate.yaml)")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -53,9 +54,31 @@ def _run_simulate_dataset(args: argparse.Namespace) -> int:
 
     overrides = dict(parse_override(o) for o in args.overrides)
     config = load_config(SimConfig, args.config, overrides)
-    summary = simulate_dataset(args.n, args.out, seed=args.seed, config=config, progress=True)
+    summary = simulate_dataset(args.n, args.out, seed=args.seed, config=config, progress=True, workers=args.workers)
     print(summary.describe())
     return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from jobs.train import add_arguments
+
+    p = sub.add_parser(
+        "train",
+        help="fit the autoencoder, latent diffusion U-Net or mask prior with Ray Train",
+        description=(
+            "Fit one model stage (ae, then ldm and mask) with Ray Train's TorchTrainer: DDP over --workers "
+            "CPU or GPU workers, periodic checkpoints, and automatic resume from the latest checkpoint "
+            "when the same command is run again. Weights are written as safetensors into OUT/bundle."
+        ),
+    )
+    add_arguments(p)
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from jobs.train import run_from_args
+
+    return run_from_args(args)
 
 
 def _add_make_map(sub: argparse._SubParsersAction) -> None:
@@ -103,6 +126,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_simulate_dataset,
+    _add_train,
     _add_make_map,
     _add_demo,
 )
