@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -157,6 +158,116 @@ def test_rewrite_with_fewer_objects_removes_stale_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["cut0_obj0.fits"]
     assert not (tmp_path / "backgrounds" / "cut0.fits").exists()
     assert len(read_sample(tmp_path / "annotations" / "cut0.json").objects) == 1
+
+
+def _astropy_fits(data: np.ndarray, header: dict | None) -> bytes:
+    """The reference: what astropy's own HDU writer makes of the same array and keywords."""
+    hdu = fits.PrimaryHDU(data)
+    if header is not None:
+        hdu.header["BUNIT"] = "JY/BEAM"
+        for key in sorted(k for k in header if k != "BUNIT"):
+            value = header[key]
+            hdu.header[key] = value.item() if isinstance(value, np.generic) else value
+    buf = io.BytesIO()
+    hdu.writeto(buf, output_verify="exception")
+    return buf.getvalue()
+
+
+# Keywords of every type and formatting corner: float repr longer than 20 characters
+# (cut by astropy), exponents, negative zero, a big int, booleans, quotes, an empty
+# string, a string long enough for CONTINUE cards, a numpy scalar and a commented card.
+ODD_HEADER = {
+    "BMAJ": 6.4 / 3600, "CDELT1": -1 / 3600, "RMS": 1.2345678901234567e-100, "TINY": 5e-324,
+    "HUGE": 1.7976931348623157e308, "NEGZERO": -0.0, "ONE": 1.0, "SEED": 2**63 + 12345,
+    "NEGINT": -7, "FLAG": True, "OFF": False, "NAME": "it's", "EMPTY": "", "SHORT": "a",
+    "LONG": "x" * 100 + "'", "F32": np.float32(0.1), "I64": np.int64(-3), "NOTE": (2.5, "a comment"),
+}
+
+
+@pytest.mark.parametrize("shape", [(12, 12), (3, 7), (128, 128)])
+def test_fits_files_are_byte_identical_to_astropy(tmp_path: Path, shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(shape[1])
+    image = rng.normal(0.0, 1e-3, shape).astype(np.float32)
+    image[0, -1] = np.nan
+    mask = rng.random(shape) > 0.5
+    header = dict(ODD_HEADER, BUNIT="Jy/beam")
+    sample = Sample("odd", image, [AnnotatedObject(SourceClass.COMPACT, mask)], header=header, background=image * 2)
+    write_sample(tmp_path, sample)
+    assert (tmp_path / "images" / "odd.fits").read_bytes() == _astropy_fits(image, header)
+    assert (tmp_path / "backgrounds" / "odd.fits").read_bytes() == _astropy_fits(image * 2, header)
+    assert (tmp_path / "masks" / "odd_obj0.fits").read_bytes() == _astropy_fits(mask.astype(np.uint8), None)
+
+
+def test_written_fits_read_back_exactly_without_any_warning(tmp_path: Path) -> None:
+    sample = make_sample()
+    sample.header = dict(ODD_HEADER)
+    write_sample(tmp_path, sample)
+    for path in sorted(tmp_path.rglob("*.fits")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with fits.open(path) as hdul:
+                hdul.verify("exception")
+                data, header = hdul[0].data, hdul[0].header
+                assert len(hdul) == 1 and data.ndim == 2 and data.dtype.byteorder in ">|"  # FITS is big-endian
+                if path.parent.name == "masks":
+                    assert data.dtype == np.uint8 and "BUNIT" not in header
+                    continue
+                want = sample.image if path.parent.name == "images" else sample.background
+                np.testing.assert_array_equal(data, want)
+                assert list(header)[:7] == ["SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BUNIT"]
+                assert header["BUNIT"] == "JY/BEAM"
+                for key, value in ODD_HEADER.items():
+                    value = value[0] if isinstance(value, tuple) else value
+                    value = value.item() if isinstance(value, np.generic) else value
+                    if isinstance(value, float) and len(repr(value)) <= 20:
+                        assert header[key] == value and type(header[key]) is float  # short reprs are exact
+                    elif isinstance(value, float):
+                        assert header[key] == pytest.approx(value, rel=1e-13)  # astropy cuts the repr to 20 chars
+                    else:
+                        assert header[key] == value and type(header[key]) is type(value)
+                assert header.comments["NOTE"] == "a comment"
+
+
+def test_negative_zero_and_equal_values_of_other_types_are_written_apart(tmp_path: Path) -> None:
+    # 0.0 == -0.0 and 1 == 1.0 == True hash alike; a formatting cache must still keep them apart.
+    cards = {}
+    for i, value in enumerate([0.0, -0.0, 1, 1.0, True, 0.0]):
+        sample = make_sample(name=f"v{i}")
+        sample.header = {"VAL": value}
+        write_sample(tmp_path, sample)
+        cards[i] = fits.getheader(tmp_path / "images" / f"v{i}.fits").cards["VAL"].image
+    assert cards[0] == cards[5] and len({cards[0], cards[1], cards[2], cards[3], cards[4]}) == 5
+    assert cards[1].split("=")[1].split()[0] == "-0.0" and cards[4].split("=")[1].split()[0] == "T"
+
+
+def test_stale_removal_never_lists_the_masks_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Listing masks/ on every write made writing a dataset quadratic in its size.
+    write_sample(tmp_path, make_sample())
+    other = make_sample(name="cut00")
+    write_sample(tmp_path, other)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("write_sample listed a folder")
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    monkeypatch.setattr(Path, "glob", refuse)
+    monkeypatch.setattr(os, "listdir", refuse)
+    monkeypatch.setattr(os, "scandir", refuse)
+    smaller = make_sample()
+    smaller.objects = smaller.objects[:1]
+    write_sample(tmp_path, smaller)
+    monkeypatch.undo()
+    names = sorted(p.name for p in (tmp_path / "masks").iterdir())
+    assert names == ["cut00_obj0.fits", "cut00_obj1.fits", "cut00_obj2.fits", "cut0_obj0.fits"]
+
+
+def test_header_value_astropy_cannot_write_is_refused_before_writing(tmp_path: Path) -> None:
+    for value in ("caf\u00e9", "tab\there", (1.0, "c" * 80)):
+        bad = make_sample()
+        bad.header["WEIRD"] = value
+        with pytest.raises(ValueError):
+            write_sample(tmp_path, bad)
+        assert not tmp_path.exists() or not any(tmp_path.rglob("*"))
 
 
 def test_writer_refuses_bad_samples_before_writing(tmp_path: Path) -> None:
