@@ -1,23 +1,39 @@
 """Keep every actor busy with a bounded queue, and survive actors that die.
 
-The driver submits work items to actors round-robin with at most ``in_flight`` calls
-queued per actor (enough to hide the hand-off, few enough to bound memory). A call
-that fails because its actor died is resubmitted to a live actor; Ray's own
-``max_task_retries`` usually does this first. Results are handed to ``on_result`` by
-item key, and every consumer writes results idempotently by key, so a duplicate
-never duplicates output.
+The driver submits work items to the least loaded live actor, with at most
+``in_flight`` calls queued per actor (enough to hide the hand-off, few enough to bound
+memory: each queued call holds its inputs in the object store). A call whose actor
+died, or whose result was lost with its node, is resubmitted to a live actor; Ray's
+own ``max_task_retries`` usually does this first, on the restarted actor. Results are
+handed to ``on_result`` by item key, and every consumer writes results idempotently by
+key, so a duplicate never duplicates output and a retry never loses one.
+
+Application errors (a bug, a bad input) are not retried: they surface at once.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError
 
 Submit = Callable[[Any, Hashable], "ray.ObjectRef"]
+
+#: Failures that mean "the work was lost", not "the work is wrong": worth another try.
+LOST = (RayActorError, ObjectLostError)
+
+
+@dataclass
+class PoolStats:
+    """What happened on the way (for logs and manifests)."""
+
+    completed: int = 0
+    resubmitted: int = 0
+    actors_lost: int = 0
 
 
 def run_on_actors(
@@ -27,13 +43,20 @@ def run_on_actors(
     on_result: Callable[[Hashable, Any], None],
     in_flight: int = 2,
     max_attempts: int = 4,
-) -> None:
-    """Run ``submit(actor, key)`` for every key until each has a result or fails too often."""
+) -> PoolStats:
+    """Run ``submit(actor, key)`` for every key until each has a result or fails too often.
+
+    ``on_result(key, result)`` runs on the driver, once per key (a key whose first
+    attempt was lost gets exactly one result from its retry).
+    """
+    if in_flight < 1:
+        raise ValueError(f"in_flight must be >= 1, got {in_flight}")
     pending: deque[Hashable] = deque(keys)
     attempts: dict[Hashable, int] = {}
     running: dict[ray.ObjectRef, tuple[Hashable, Any]] = {}
     load = {id(a): 0 for a in actors}
     live = list(actors)
+    stats = PoolStats()
 
     def fill() -> None:
         while pending and live:
@@ -53,21 +76,26 @@ def run_on_actors(
         load[id(actor)] -= 1
         try:
             result = ray.get(ref)
-        except RayActorError:
+        except LOST:
             if attempts[key] >= max_attempts:
                 raise
-            if not _alive(actor) and actor in live:
+            if actor in live and not _alive(actor):
                 live.remove(actor)
+                stats.actors_lost += 1
             if not live:
                 raise
             pending.appendleft(key)
+            stats.resubmitted += 1
         else:
             on_result(key, result)
+            stats.completed += 1
         fill()
+    return stats
 
 
 def _alive(actor: Any) -> bool:
+    """True if the actor answers (a restarting actor answers once it is back)."""
     try:
-        return bool(ray.get(actor.ping.remote(), timeout=30))
+        return bool(ray.get(actor.ping.remote(), timeout=60))
     except (RayActorError, GetTimeoutError):
         return False

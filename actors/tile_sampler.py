@@ -38,11 +38,18 @@ class TileSampler:
         self.models = RadiffModels.load(model_dir, device=device)
 
     def sample(
-        self, batch: int, masks: np.ndarray, backgrounds: np.ndarray | None, seeds: list[int]
+        self,
+        batch: int,
+        masks: np.ndarray,
+        backgrounds: np.ndarray | None,
+        seeds: list[int],
+        settings: SamplerSettings | None = None,
     ) -> tuple[int, np.ndarray]:
+        """Tiles of one batch. ``settings`` overrides the actor's own for this call: it travels
+        with the call, so a call Ray retries on a restarted actor keeps them."""
         from radiff_scale.diffusion.sampling import sample_tiles
 
-        s = self.settings
+        s = settings or self.settings
         tiles = sample_tiles(
             self.models, masks, backgrounds, seeds, steps=s.steps,
             guidance=(s.guidance_mask, s.guidance_background), sampler=s.name, eta=s.eta,
@@ -52,11 +59,26 @@ class TileSampler:
     def ping(self) -> bool:
         return True
 
+    def describe(self) -> dict[str, Any]:
+        """Where and how this actor samples (diagnostics: process, device, torch threads)."""
+        import os
+
+        import torch
+
+        return {"pid": os.getpid(), "device": str(self.models.device), "threads": torch.get_num_threads(),
+                "settings": self.settings}
+
 
 def make_sampler_pool(
     n: int, model_dir: str, settings: SamplerSettings, use_gpu: bool, threads: int | None, max_restarts: int = 3
 ) -> list[Any]:
-    """Start ``n`` sampler actors that restart after a crash and retry their in-flight calls."""
+    """Start ``n`` sampler actors that restart after a crash and retry their in-flight calls.
+
+    ``threads``: torch threads per actor. CPU pools use 1: reductions split over a
+    different number of threads round differently, and tiles must be bit-identical
+    whatever the number of actors (and one thread per actor is also the fastest way to
+    use the cores).
+    """
     import ray
 
     remote = ray.remote(TileSampler).options(

@@ -129,54 +129,79 @@ def _header(geometry, spec: MapSpec, n_objects: int):
     header["ORIGIN"] = "radiff-scale"
     header["RSVERS"] = (__version__, "radiff-scale version")
     header["MODEL"] = (Path(spec.model).name[:60], "tile model")
+    if spec.tiles != "model":  # the FITS file itself says its tiles were reused
+        header["MODEL"] = (Path(spec.tiles.split(":", 1)[1]).name[:60], "tile bank (pre-sampled tiles)")
+    header["TILESRC"] = (spec.tiles.split(":", 1)[0], "tiles: model-sampled or from a tile bank")
     return header
 
 
+class _PlannedBatches:
+    """The placed objects as tile batches, built when submitted (background patches are read then)."""
+
+    def __init__(self, records: list[dict], masks, source, batch_size: int) -> None:
+        self.records, self.masks, self.source = records, masks, source
+        self.n_items, self.batch_size = len(records), batch_size
+
+    def __len__(self) -> int:
+        from radiff_scale.compose import tile_store
+
+        return tile_store.n_batches(self.n_items, self.batch_size)
+
+    def __getitem__(self, index: int):
+        from actors.sampling_stage import TileBatch
+        from radiff_scale.compose import tile_store
+        from radiff_scale.compose.conditioning import background_patches
+
+        sl = tile_store.batch_slice(index, self.n_items, self.batch_size)
+        chunk = self.records[sl]
+        patches = background_patches(self.source, [(r["row0"], r["col0"]) for r in chunk])
+        return TileBatch(index, self.masks[sl], patches, tuple(r["seed"] for r in chunk),
+                         tuple(r["object_id"] for r in chunk))
+
+
 def sample_tiles_stage(
-    spec: MapSpec, run, planned, source, model_dir: Path, use_gpu: bool, progress: bool, log: StageLog
+    spec: MapSpec, run, planned, source, model_dir: Path | None, use_gpu: bool, progress: bool, log: StageLog,
+    tile_bank=None,
 ) -> None:
-    import ray
-
-    from actors.pool import run_on_actors
-    from actors.tile_sampler import SamplerSettings, make_sampler_pool
+    """One tile per placed object into run.tiles: sampled on actors, or copied from a tile bank."""
     from radiff_scale.compose import tile_store
-    from radiff_scale.compose.conditioning import background_patches
 
-    records = planned.records()
-    n, b = len(records), spec.sampler.batch_size
-    tile_store.create_store(run.tiles, n, b, "float32")
-    todo = sorted(set(range(tile_store.n_batches(n, b))) - tile_store.done_batches(run.tiles))
-    log.counts["tile_batches_total"] = tile_store.n_batches(n, b)
-    log.counts["tile_batches_sampled"] = len(todo)
-    if not todo:
-        return
-    n_actors = min(spec.workers, len(todo))
-    # One BLAS/oneDNN thread per CPU actor: reductions split over a different number of
-    # threads round differently, and tiles must be bit-identical whatever --workers is.
-    threads = None if use_gpu else 1
-    s = spec.sampler
-    settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta)
-    actors = make_sampler_pool(n_actors, str(model_dir), settings, use_gpu, threads)
-    bar = _bar(progress, sum(len(range(*tile_store.batch_slice(i, n, b).indices(n))) for i in todo), "tiles", "tile")
-
-    def submit(actor, batch: int):
-        sl = tile_store.batch_slice(batch, n, b)
-        chunk = records[sl]
-        patches = background_patches(source, [(r["row0"], r["col0"]) for r in chunk])
-        return actor.sample.remote(batch, planned.masks[sl], patches, [r["seed"] for r in chunk])
-
-    def done(batch: int, result) -> None:
-        got_batch, tiles = result
-        assert got_batch == batch
-        tile_store.write_batch(run.tiles, batch, b, tiles)
-        bar.update(len(tiles))
-
+    n, b = planned.table.num_rows, spec.sampler.batch_size
+    already = len(tile_store.done_batches(run.tiles)) if run.tiles.exists() else 0
+    bar = _bar(progress, n, "tiles" if tile_bank is None else "tiles (bank)", "tile")
+    bar.update(min(n, already * b))  # a resumed run's batches (all full but maybe the last)
     try:
-        run_on_actors(actors, todo, submit, done, in_flight=2)
+        if tile_bank is not None:
+            from radiff_scale.compose.tile_bank import fill_store_from_bank
+
+            codes = planned.table.column("bank_index").to_pylist()
+            total, done_now = fill_store_from_bank(tile_bank, codes, run.tiles, b, planned.masks, bar.update)
+            resubmitted = 0
+        else:
+            from actors.sampling_stage import sample_to_store
+            from actors.tile_sampler import SamplerSettings
+
+            s = spec.sampler
+            settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta)
+            counts = sample_to_store(
+                str(model_dir), settings, _PlannedBatches(planned.records(), planned.masks, source, b), run.tiles,
+                spec.workers, use_gpu=use_gpu, on_batch=lambda _batch, k: bar.update(k),
+            )
+            total, done_now, resubmitted = counts.batches_total, counts.batches_sampled, counts.resubmitted
     finally:
         bar.close()
-        for actor in actors:  # free their CPUs/GPUs for the chunk stage
-            ray.kill(actor)
+    log.counts["tile_batches_total"] = total
+    log.counts["tile_batches_sampled"] = done_now
+    log.counts["tile_batches_resubmitted"] = resubmitted
+
+
+def _tile_bank(spec: MapSpec):
+    """The tile bank of ``tiles: bank:PATH`` (None for model-sampled tiles)."""
+    if not spec.tiles.startswith("bank:"):
+        return None
+    from radiff_scale.compose.tile_bank import TileBank
+
+    return TileBank.load(spec.tiles[len("bank:"):])
 
 
 def compose_chunks_stage(spec: MapSpec, run, planned, source, geometry, card: dict, progress: bool, log: StageLog):
@@ -193,7 +218,8 @@ def compose_chunks_stage(spec: MapSpec, run, planned, source, geometry, card: di
         for index in chunks_touched(fp, spec.chunk):
             by_chunk[index].append(record)
     all_chunks = [c.index for c in mosaic.chunk_grid()]
-    todo = [c for c in all_chunks if c not in done_chunks(run.mosaic)]
+    finished = done_chunks(run.mosaic)
+    todo = [c for c in all_chunks if c not in finished]
     log.counts["chunks_total"] = len(all_chunks)
     log.counts["chunks_written"] = len(todo)
     reference = card.get("preprocess_reference")
@@ -263,16 +289,17 @@ def export_stage(spec: MapSpec, run, planned, geometry, progress: bool, log: Sta
 
 
 def _versions() -> dict[str, str]:
-    import astropy
-    import numpy
-    import ray
-    import torch
-    import zarr
+    """Versions from package metadata: importing torch on the driver just to read its
+    version would cost ~300 MB of RSS."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {
-        "radiff_scale": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-        "torch": torch.__version__, "ray": ray.__version__, "zarr": zarr.__version__, "astropy": astropy.__version__,
-    }
+    found = {"radiff_scale": __version__, "python": platform.python_version()}
+    for name in ("numpy", "torch", "ray", "zarr", "astropy", "diffusers"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 def run_make_map(
@@ -291,10 +318,14 @@ def run_make_map(
     log = StageLog()
     # Everything a user can get wrong is checked before any folder is made or any heavy work starts.
     validate_chunk(spec.chunk)
-    model_dir = resolve_model_dir(spec.model)
-    card = read_card(model_dir)
+    tile_bank = _tile_bank(spec)
+    model_dir = resolve_model_dir(spec.model) if tile_bank is None else None
+    card = read_card(model_dir) if tile_bank is None else tile_bank.card
     geometry, source, sigma = _geometry_and_background(spec)
-    bank = _mask_bank(spec)
+    bank = _mask_bank(spec) if tile_bank is None else tile_bank  # a bank's masks come with its tiles
+    if tile_bank is not None:  # never silent: reused tiles are a different product
+        print(f"tiles: copied from the tile bank {tile_bank.source} ({len(tile_bank)} pre-sampled tiles, "
+              f"8 flips/rotations each; shapes repeat and tiles ignore the local background)", file=sys.stderr)
     out = Path(out)
     preflight_disk(out, geometry.shape)
     run = prepare_run_dir(out, spec.identity(), resume=resume, overwrite=overwrite)
@@ -308,9 +339,11 @@ def run_make_map(
 
     t = time.perf_counter()
     planned = plan_map(spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma)
-    masks_store = tile_store.create_store(run.masks, len(planned.masks), max(len(planned.masks), 1), "uint8")
-    if len(planned.masks):
-        masks_store[:] = planned.masks
+    # Masks go to disk one batch (= one store chunk) at a time: the driver never holds them all.
+    b = spec.sampler.batch_size
+    tile_store.create_store(run.masks, len(planned.masks), b, "uint8")
+    for batch in range(tile_store.n_batches(len(planned.masks), b)):
+        tile_store.write_batch(run.masks, batch, b, planned.masks[tile_store.batch_slice(batch, len(planned.masks), b)])
     log.counts.update(
         objects_planned=planned.n_planned, objects_placed=planned.table.num_rows,
         objects_unplaced=len(planned.placement.unplaced),
@@ -323,7 +356,7 @@ def run_make_map(
 
     _init_ray(spec.workers)
     t = time.perf_counter()
-    sample_tiles_stage(spec, run, planned, source, model_dir, use_gpu, progress, log)
+    sample_tiles_stage(spec, run, planned, source, model_dir, use_gpu, progress, log, tile_bank)
     log.timed("tiles", t)
     t = time.perf_counter()
     compose_chunks_stage(spec, run, planned, source, geometry, card, progress, log)
@@ -339,7 +372,8 @@ def run_make_map(
                      "centre_ra_deg": geometry.centre_ra_deg, "centre_dec_deg": geometry.centre_dec_deg,
                      "freq_hz": geometry.freq_hz, "beam_arcsec_deg": [geometry.beam.bmaj_arcsec,
                      geometry.beam.bmin_arcsec, geometry.beam.bpa_deg]},
-        "model": {"path": str(model_dir), "card": card},
+        "model": {"path": str(model_dir if tile_bank is None else tile_bank.meta.model), "card": card},
+        "tiles": {"source": "model"} if tile_bank is None else {"source": "bank", **tile_bank.describe()},
         "resumed": bool(resume),
         "versions": _versions(),
         "seconds": log.seconds,
@@ -359,6 +393,10 @@ def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
         parser.add_argument("--background", default=None, help="real background map (2-D FITS with celestial WCS)")
         parser.add_argument("--seed", type=int, default=None, help="run seed")
         parser.add_argument(
+            "--tiles", default=None, metavar="model|bank:PATH",
+            help="tile source: sample with the model (default) or reuse a tile bank .npz (radiff-scale make-tile-bank)",
+        )
+        parser.add_argument(
             "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
             help="override any MapSpec field, e.g. --set placement.n_objects=2000 (repeatable)",
         )
@@ -376,7 +414,7 @@ def spec_from_args(args: argparse.Namespace, demo: bool = False) -> MapSpec:
     overrides: dict[str, Any] = {}
     if not demo:
         overrides.update(dict(parse_override(o) for o in args.overrides))
-        for name in ("size", "background", "seed"):
+        for name in ("size", "background", "seed", "tiles"):
             if getattr(args, name) is not None:
                 overrides[name] = getattr(args, name)
     if args.workers is not None:

@@ -103,6 +103,28 @@ def _run_make_map(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+def _add_make_tile_bank(sub: argparse._SubParsersAction) -> None:
+    from jobs.make_tile_bank import add_arguments
+
+    p = sub.add_parser(
+        "make-tile-bank",
+        help="pre-sample (mask, tile) pairs for very large or CPU-only maps (--tiles bank:PATH)",
+        description=(
+            "Sample N tiles from real single-object masks with a model bundle and store them with their masks "
+            "in one .npz; make-map --tiles bank:PATH then reuses them with deterministic flips and rotations "
+            "instead of sampling a tile per object (see docs/tile-bank.md for the trade-off)."
+        ),
+    )
+    add_arguments(p)
+    p.set_defaults(handler=_run_make_tile_bank)
+
+
+def _run_make_tile_bank(args: argparse.Namespace) -> int:
+    from jobs.make_tile_bank import run_from_args
+
+    return run_from_args(args)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from jobs.make_map import add_arguments
 
@@ -128,6 +150,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_simulate_dataset,
     _add_train,
     _add_make_map,
+    _add_make_tile_bank,
     _add_demo,
 )
 

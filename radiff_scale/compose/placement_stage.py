@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from radiff_scale.compose.chunk_work import OBJECT_COLUMNS
 from radiff_scale.compose.planner import (
     ObjectPlan,
+    PlacedObject,
     Placement,
     PlacementConfig,
     mask_bbox,
@@ -23,13 +25,63 @@ from radiff_scale.compose.sigma import SigmaMap
 from radiff_scale.data.mask_bank import MaskBank
 from radiff_scale.seeding import derive_seed
 
+TILE = 128
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """One object's single-object mask, kept as its bounding-box crop (a few hundred bytes,
+    not 16 kB): 60,000 full 128x128 masks would hold a gigabyte on the driver."""
+
+    crop: np.ndarray  # bool (h, w)
+    row0: int  # offset of the crop inside the 128x128 tile
+    col0: int
+    class_id: int
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray) -> Footprint:
+        box = mask_bbox(mask > 0)
+        if box is None:
+            return cls(np.zeros((0, 0), dtype=bool), 0, 0, 0)
+        r0, r1, c0, c1 = box
+        values = mask[r0:r1, c0:c1]
+        classes = np.unique(values[values > 0])
+        if len(classes) != 1:
+            raise ValueError(f"a single-object mask must hold one class, found {classes.tolist()}")
+        return cls(np.ascontiguousarray(values > 0), r0, c0, int(classes[0]))
+
+    def full(self, size: int = TILE) -> np.ndarray:
+        """The uint8 class mask on the tile grid (exactly the picked mask)."""
+        out = np.zeros((size, size), dtype=np.uint8)
+        h, w = self.crop.shape
+        out[self.row0 : self.row0 + h, self.col0 : self.col0 + w][self.crop] = self.class_id
+        return out
+
+
+class FootprintStack:
+    """Full masks on demand: ``stack[i]`` or ``stack[a:b]`` gives uint8 (…, 128, 128)."""
+
+    def __init__(self, footprints: list[Footprint]) -> None:
+        self.footprints = footprints
+
+    def __len__(self) -> int:
+        return len(self.footprints)
+
+    def __getitem__(self, index: int | slice) -> np.ndarray:
+        if isinstance(index, slice):
+            chosen = self.footprints[index]
+            if not chosen:
+                return np.zeros((0, TILE, TILE), dtype=np.uint8)
+            return np.stack([f.full() for f in chosen])
+        return self.footprints[index].full()
+
 
 @dataclass
 class PlannedMap:
     """The placement as columns (one row per placed object, in rank = id order) and masks."""
 
     table: pa.Table
-    masks: np.ndarray  # uint8 (n_placed, 128, 128): each placed object's single-object class mask
+    masks: FootprintStack  # each placed object's single-object class mask, by rank
     placement: Placement
     n_planned: int
 
@@ -37,13 +89,14 @@ class PlannedMap:
         return self.table.to_pylist()
 
 
-def pick_masks(plans: list[ObjectPlan], bank: MaskBank, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def pick_footprints(plans: list[ObjectPlan], bank: MaskBank, seed: int) -> tuple[np.ndarray, list[Footprint]]:
     """One single-object mask per plan, from the bank, by (seed, object id) only."""
-    masks = np.zeros((len(plans), 128, 128), dtype=np.uint8)
     indices = np.zeros(len(plans), dtype=np.int64)
+    footprints = []
     for i, plan in enumerate(plans):
-        indices[i], masks[i] = bank.pick(plan.class_id, derive_seed(seed, plan.object_id, "mask"))
-    return indices, masks
+        indices[i], mask = bank.pick(plan.class_id, derive_seed(seed, plan.object_id, "mask"))
+        footprints.append(Footprint.from_mask(mask))
+    return indices, footprints
 
 
 def plan_map(
@@ -55,30 +108,33 @@ def plan_map(
     sigma: SigmaMap,
 ) -> PlannedMap:
     plans = plan_objects(config, shape, seed, pixel_scale_arcsec)
-    bank_index, masks = pick_masks(plans, bank, seed)
-    footprints = [m > 0 for m in masks]
-    placement = place_objects(plans, footprints, shape, config, seed)
+    bank_index, footprints = pick_footprints(plans, bank, seed)
+    # The planner places the crops; the tile origin is the crop origin minus its offset.
+    placement = place_objects(plans, [f.crop for f in footprints], shape, config, seed)
     position = {p.object_id: i for i, p in enumerate(plans)}
-    columns: dict[str, list] = {name: [] for name in (
-        "object_id", "class_id", "k", "seed", "row0", "col0", "rank", "sigma_local",
-        "fp_row0", "fp_row1", "fp_col0", "fp_col1", "bank_index",
-    )}
-    kept = []
+    columns: dict[str, list] = {name: [] for name in OBJECT_COLUMNS}
+    kept: list[Footprint] = []
     for rank, obj in enumerate(placement.placed):
         i = position[obj.object_id]
-        r0, r1, c0, c1 = mask_bbox(footprints[i])
-        fp = (obj.row0 + r0, obj.row0 + r1, obj.col0 + c0, obj.col0 + c1)
+        f = footprints[i]
+        h, w = f.crop.shape
+        fp = (obj.row0, obj.row0 + h, obj.col0, obj.col0 + w)
+        tile_row0, tile_col0 = obj.row0 - f.row0, obj.col0 - f.col0
         centre_row, centre_col = (fp[0] + fp[1] - 1) / 2.0, (fp[2] + fp[3] - 1) / 2.0
         values = (
-            obj.object_id, obj.class_id, obj.k, obj.seed, obj.row0, obj.col0, rank,
+            obj.object_id, obj.class_id, obj.k, obj.seed, tile_row0, tile_col0, rank,
             float(sigma.at(centre_row, centre_col)), *fp, int(bank_index[i]),
         )
         for name, value in zip(columns, values):
             columns[name].append(value)
-        kept.append(i)
+        kept.append(f)
+    placed = [
+        PlacedObject(o.object_id, o.class_id, o.k, o.seed, row0, col0)
+        for o, row0, col0 in zip(placement.placed, columns["row0"], columns["col0"])
+    ]
+    placement = Placement(placed=placed, unplaced=placement.unplaced)
     table = pa.table({
         name: pa.array(values, type=pa.float64() if name in ("k", "sigma_local") else pa.int64())
         for name, values in columns.items()
     })
-    placed_masks = masks[kept] if kept else np.zeros((0, 128, 128), dtype=np.uint8)
-    return PlannedMap(table=table, masks=placed_masks, placement=placement, n_planned=len(plans))
+    return PlannedMap(table=table, masks=FootprintStack(kept), placement=placement, n_planned=len(plans))

@@ -67,7 +67,9 @@ class MapSpec:
 
     ``masks``: ``bank`` (the shipped real mask bank), ``bank:PATH`` (an .npz like it).
     ``tiles``: ``model`` (sample with the diffusion model named by ``model``: ``demo``
-    for the shipped weights or a bundle folder).
+    for the shipped weights or a bundle folder) or ``bank:PATH`` (copy flipped/rotated
+    tiles from a pre-sampled tile bank, see radiff_scale.compose.tile_bank; the masks
+    then come from the tile bank and ``masks``/``model`` are not used).
     """
 
     size: int = 4096
@@ -104,8 +106,11 @@ class MapSpec:
             raise RadiffError(f"workers must be >= 1, got {self.workers}")
         if not (self.masks == "bank" or self.masks.startswith("bank:")):
             raise RadiffError(f"masks {self.masks!r}: expected 'bank' or 'bank:PATH'")
-        if self.tiles != "model":
-            raise RadiffError(f"unknown tile source {self.tiles!r}: expected 'model'")
+        if self.tiles.startswith("bank:"):
+            if not self.tiles[len("bank:"):] or not Path(self.tiles[len("bank:"):]).is_file():
+                raise RadiffError(f"tiles {self.tiles}: no such tile bank file (make one with radiff-scale make-tile-bank)")
+        elif self.tiles != "model":
+            raise RadiffError(f"unknown tile source {self.tiles!r}: expected 'model' or 'bank:PATH'")
         if self.background is not None and not Path(self.background).is_file():
             raise RadiffError(f"background {self.background}: no such file")
 
