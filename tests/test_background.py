@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from radiff_scale.beam import Beam
-from radiff_scale.compose.background import BackgroundSource, FitsBackground, SyntheticBackground
+from radiff_scale.beam import Beam, correlated_noise
+from radiff_scale.compose.background import NOISE_TILE, BackgroundSource, FitsBackground, SyntheticBackground
 from radiff_scale.compose.wcs import MapGeometry, read_map_header, read_map_unit
 from radiff_scale.errors import RadiffError
+from radiff_scale.seeding import derive_rng
 
 SCORPIO = "backgrounds/ScorpioFaintSNRField.fits"
 
@@ -190,6 +191,36 @@ def test_synthetic_noise_has_rms_and_beam_correlation():
     sigma_px = 6.5 / 1.5 / (2 * np.sqrt(2 * np.log(2)))
     lag1 = np.corrcoef(noise[:, :-1].ravel(), noise[:, 1:].ravel())[0, 1]
     assert lag1 == pytest.approx(np.exp(-1 / (4 * sigma_px**2)), abs=0.02)
+
+
+def test_synthetic_noise_is_the_documented_tiles_convolved_with_the_beam():
+    """Pins the seeding scheme and the float32 FFT against a float64 'valid' convolution of
+    white noise rebuilt independently from the class docstring (tiles of NOISE_TILE px,
+    tile (ti, tj) seeded by derive_seed(seed, pair(zigzag(ti), zigzag(tj)), "noise"))."""
+    geo = _geometry(shape=(200, 170), beam=Beam(9.0, 5.0, 30.0))
+    bg = SyntheticBackground(geo, rms_jy=3e-4, seed=7, block=64)
+    t, h = NOISE_TILE, bg.halo
+
+    def zigzag(n):
+        return 2 * n if n >= 0 else -2 * n - 1
+
+    def pair(a, b):
+        return a * a + a + b if a >= b else a + b * b
+
+    lo, hi = -h, 200 + h  # rows and cols both fit in [-h, 200 + h)
+    first, last = lo // t, (hi - 1) // t
+    n = last - first + 1
+    plane = np.empty((n * t, n * t))
+    for i, ti in enumerate(range(first, last + 1)):
+        for j, tj in enumerate(range(first, last + 1)):
+            rng = derive_rng(7, pair(zigzag(ti), zigzag(tj)), "noise")
+            plane[i * t : (i + 1) * t, j * t : (j + 1) * t] = rng.standard_normal((t, t), dtype=np.float32)
+    o = lo - first * t  # plane index of pixel -h
+    white = plane[o : o + 200 + 2 * h, o : o + 170 + 2 * h]
+    expected = correlated_noise(white, bg.kernel, 3e-4).astype(np.float64)
+    got = bg.read(0, 200, 0, 170).astype(np.float64)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=3e-4 * 1e-5)
+    assert got.std() == pytest.approx(3e-4, rel=0.1)  # the analytic rms, not a renormalised one
 
 
 def test_synthetic_rejects_bad_parameters():
