@@ -40,7 +40,7 @@ class SamplerSpec:
 
     name: str = "dpm++"
     steps: int = 20
-    guidance_mask: float = 1.5
+    guidance_mask: float = 3.0
     guidance_background: float = 1.0
     eta: float = 0.0
     batch_size: int = 16
@@ -82,7 +82,7 @@ class MapSpec:
     centre_dec_deg: float = -30.0
     freq_hz: float = 1.4e9
     noise_rms_jy: float = 1e-4
-    placement: PlacementConfig = field(default_factory=lambda: PlacementConfig(n_objects=400))
+    placement: PlacementConfig = field(default_factory=lambda: PlacementConfig(n_objects=300))
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     seed: int = 0
     chunk: int = 2048

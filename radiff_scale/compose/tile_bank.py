@@ -300,7 +300,7 @@ class BankSampler:
 
     name: str = "dpm++"
     steps: int = 20
-    guidance_mask: float = 1.5
+    guidance_mask: float = 3.0
     batch_size: int = 16
 
 

@@ -1,0 +1,493 @@
+"""Fit the RADiff models with Ray Train: the same code on a laptop CPU and on GPU nodes.
+
+    radiff-scale train --config configs/demo.yaml --stage ae|ldm|mask --workers N [--gpu] --out DIR
+    ray job submit --working-dir . -- python -m jobs.train --config configs/paper.yaml --stage ldm --workers 8 --gpu --out DIR
+
+Stages run one after the other into one model bundle ``DIR/bundle`` (``ae`` first: the
+latent U-Net trains on the frozen autoencoder's latents). Each stage is a
+``TorchTrainer`` with one DDP worker per slot; every worker draws its slice of the same
+global batch, and every per-sample random draw (posterior sample, timestep, noise,
+condition dropout) comes from a generator seeded by (seed, step, sample index), so N
+workers with batch B/N compute the same update as one worker with batch B.
+
+Checkpoints (weights, optimiser, step) go to ``DIR/checkpoints/<stage>/step_XXXXXXXX`` every
+``checkpoint_every`` steps; a stage that is run again continues from its latest
+checkpoint (the step counter goes on, it does not restart from 0), so a killed job is
+resumed by running the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radiff_scale.errors import RadiffError
+
+STAGES = ("ae", "ldm", "mask")
+#: Bundle component trained by each stage.
+COMPONENT = {"ae": "autoencoder", "ldm": "unet", "mask": "mask_prior"}
+
+
+@dataclass
+class StageConfig:
+    """Optimisation of one stage. ``batch_size`` is the *global* batch (split over workers)."""
+
+    steps: int = 200
+    batch_size: int = 8
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    checkpoint_every: int = 50
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1 or self.log_every < 1:
+            raise RadiffError("train: steps, batch_size, checkpoint_every and log_every must be >= 1")
+        if not self.lr > 0:
+            raise RadiffError(f"train: lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class DataConfig:
+    """Where training cutouts come from: a Survey-Collection folder, or the simulator."""
+
+    dataset: str | None = None
+    simulate_n: int = 1000
+    simulate_seed: int = 0
+    simulate: dict[str, Any] = field(default_factory=dict)
+    #: Masks for the mask prior: ``bank`` (shipped real masks) or an .npz path like it.
+    mask_bank: str = "bank"
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    ae: StageConfig = field(default_factory=lambda: StageConfig(lr=1e-4))
+    ldm: StageConfig = field(default_factory=StageConfig)
+    mask: StageConfig = field(default_factory=lambda: StageConfig(lr=2e-4))
+    #: bf16 autocast on GPU workers (ignored on CPU).
+    mixed_precision: bool = True
+
+
+def load_train_config(path: str | None, overrides: dict[str, Any]) -> tuple[TrainConfig, Any, dict[str, Any]]:
+    """(train config, models config, the whole resolved file) from one YAML job config."""
+    from radiff_scale.config import from_dict, merge_overrides, read_yaml
+    from radiff_scale.models.config import SECTIONS, models_config_from_dict
+
+    data = merge_overrides(read_yaml(path) if path else {}, overrides)
+    where = path or "config"
+    models = models_config_from_dict(data, where=where)
+    train_data = {k: v for k, v in data.items() if k not in SECTIONS}
+    unknown = sorted(set(train_data) - {"train"})
+    if unknown:
+        raise RadiffError(f"{where}: unknown section(s) {', '.join(unknown)} (known: train, {', '.join(SECTIONS)})")
+    train = from_dict(TrainConfig, train_data.get("train") or {}, where=f"{where}:train")
+    return train, models, data
+
+
+# --------------------------------------------------------------------------- data (driver)
+
+
+def build_training_arrays(config: DataConfig, progress: bool = True) -> dict[str, Any]:
+    """Preprocessed cutouts, their class masks and background patches, plus the reference
+    preprocessing parameters (in background-rms units) that map generated tiles back to flux."""
+    import numpy as np
+
+    from radiff_scale.data.preprocess import fit_params, preprocess, reference_params
+    from radiff_scale.errors import RadiffError as _E
+
+    images, masks, backgrounds, params, rms = [], [], [], [], []
+    for image, mask, background, noise in _cutouts(config, progress):
+        try:
+            p = fit_params(image)
+        except _E:
+            continue  # a constant cutout carries nothing to learn
+        images.append(preprocess(image, p))
+        masks.append(mask)
+        backgrounds.append(preprocess(background, p) if background is not None else preprocess(image, p))
+        params.append(p)
+        rms.append(noise)
+    if not images:
+        raise RadiffError("no usable training cutouts (every cutout was constant)")
+    with_objects = [p for p, m in zip(params, masks) if m.any()] or params
+    rms_objects = [r for r, m in zip(rms, masks) if m.any()] or rms
+    return {
+        "images": np.stack(images).astype(np.float32),
+        "masks": np.stack(masks).astype(np.uint8),
+        "backgrounds": np.stack(backgrounds).astype(np.float32),
+        "reference": reference_params(with_objects, rms_objects).to_dict(),
+    }
+
+
+def _cutouts(config: DataConfig, progress: bool):
+    """(image, class mask, background or None, rms) per training cutout."""
+    import numpy as np
+    from tqdm import tqdm
+
+    if config.dataset:
+        from radiff_scale.compose.sigma import robust_rms
+        from radiff_scale.data.dataset import centre_crop
+        from radiff_scale.data.sc_format import list_samples, read_sample
+
+        for path in tqdm(list_samples(Path(config.dataset)), desc="reading dataset", disable=not progress):
+            sample = read_sample(path, Path(config.dataset))
+            image = centre_crop(np.nan_to_num(sample.image), 128)
+            mask = centre_crop(sample.class_mask(), 128)
+            background = None if sample.background is None else centre_crop(np.nan_to_num(sample.background), 128)
+            noise = robust_rms(background if background is not None else image[mask == 0])
+            yield image, mask, background, noise
+        return
+    from radiff_scale.config import from_dict
+    from radiff_scale.data.simulate import SimConfig, simulate_cutout
+    from radiff_scale.seeding import derive_seed
+
+    sim = from_dict(SimConfig, config.simulate, where="train.data.simulate")
+    for i in tqdm(range(config.simulate_n), desc="simulating cutouts", disable=not progress):
+        cut = simulate_cutout(sim, derive_seed(config.simulate_seed, i, "simulate"))
+        yield cut.image, cut.class_mask(), cut.background, cut.rms_jy
+
+
+def mask_prior_arrays(config: DataConfig, size: int) -> dict[str, Any]:
+    """The bank's masks at the mask prior's ``mask_size`` (the bank serves 128x128 masks)."""
+    from radiff_scale.data.mask_bank import BANK_SIZE, MaskBank, crop_or_resize
+
+    bank = MaskBank.default() if config.mask_bank == "bank" else MaskBank.from_npz(config.mask_bank)
+    import numpy as np
+
+    masks = np.stack([bank.mask(i) for i in range(len(bank))]).astype(np.uint8)
+    return {"masks": masks if size == BANK_SIZE else crop_or_resize(masks, size)}
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint of a stage (a folder is complete once its meta.json exists)."""
+    done = sorted(p for p in folder.glob("step_*") if (p / "meta.json").is_file())
+    return done[-1] if done else None
+
+
+def save_checkpoint(folder: Path, module: Any, optimizer: Any, step: int, metrics: dict[str, float]) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step_{step:08d}"
+    tmp = folder / f".{final.name}.{uuid.uuid4().hex}"
+    tmp.mkdir()
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "meta.json").write_text(json.dumps({"step": step, "metrics": metrics}, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def load_checkpoint(path: Path, module: Any, optimizer: Any | None) -> int:
+    import torch
+
+    from radiff_scale.models.io import load_state
+
+    load_state(module, path / "model.safetensors")
+    if optimizer is not None:
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    return int(json.loads((path / "meta.json").read_text())["step"])
+
+
+# --------------------------------------------------------------------------- worker loop
+
+
+def _per_sample_generators(seed: int, step: int, stage: str, indices: Sequence[int], device: Any) -> list:
+    import torch
+
+    from radiff_scale.seeding import derive_seed
+
+    return [
+        torch.Generator(device=device).manual_seed(derive_seed(seed, step * 1_000_003 + int(i), f"train-{stage}"))
+        for i in indices
+    ]
+
+
+def global_batch(seed: int, step: int, stage: str, n: int, batch_size: int) -> Any:
+    """The step's global batch: sample indices drawn from (seed, step) only."""
+    from radiff_scale.seeding import derive_rng
+
+    return derive_rng(seed, step, f"batch-{stage}").choice(n, size=batch_size, replace=batch_size > n)
+
+
+def train_loop_per_worker(loop: dict[str, Any]) -> None:
+    """One DDP worker of one stage (runs inside Ray Train)."""
+    import numpy as np
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+    import torch.distributed as dist
+
+    from radiff_scale.diffusion.loss import ldm_loss, mask_prior_loss
+    from radiff_scale.models.autoencoder import ae_loss
+    from radiff_scale.models.config import models_config_from_dict
+    from radiff_scale.models.io import RadiffModels
+
+    stage, seed, cfg = loop["stage"], loop["seed"], StageConfig(**loop["stage_config"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if cfg.batch_size % world:
+        raise RadiffError(f"batch_size {cfg.batch_size} must be divisible by the {world} workers")
+    if loop.get("threads"):
+        torch.set_num_threads(int(loop["threads"]))
+    device = ray.train.torch.get_device()
+    arrays = ray.get(loop["data_ref"])
+    n = len(arrays["masks"])
+
+    if stage == "ae":
+        models = RadiffModels.from_config(models_config_from_dict(loop["models_config"]), seed=seed, with_mask_prior=False)
+    else:
+        models = RadiffModels.load(loop["bundle"], device="cpu")
+        fresh = RadiffModels.from_config(
+            models_config_from_dict(loop["models_config"]), seed=seed, with_mask_prior=stage == "mask"
+        )
+        if stage == "ldm":
+            models.unet = fresh.unet
+        else:
+            models.mask_prior = fresh.mask_prior
+    models.to(device)
+    trained = getattr(models, COMPONENT[stage])
+    for module in models.modules().values():
+        module.requires_grad_(module is trained)
+        module.train(module is trained)
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = 0
+    resume_from = loop.get("resume_from")
+    if resume_from:
+        start = load_checkpoint(Path(resume_from), trained, optimizer)
+    wrapped = ray.train.torch.prepare_model(trained, move_to_device=False) if world > 1 else trained
+    setattr(models, COMPONENT[stage], wrapped)
+    autocast = loop.get("autocast") and device.type == "cuda"
+    per_worker = cfg.batch_size // world
+    tic, seen = time.perf_counter(), 0
+    for step in range(start, cfg.steps):
+        idx = global_batch(seed, step, stage, n, cfg.batch_size)
+        local = idx[rank * per_worker : (rank + 1) * per_worker]
+        positions = range(rank * per_worker, (rank + 1) * per_worker)
+        gens = _per_sample_generators(seed, step, stage, positions, "cpu")
+        masks = torch.from_numpy(arrays["masks"][local].astype(np.int64)).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(autocast)):
+            if stage == "ae":
+                images = torch.from_numpy(arrays["images"][local]).unsqueeze(1).to(device)
+                loss, logs = ae_loss(wrapped, images, generator=gens)
+            elif stage == "ldm":
+                batch = {
+                    "images": torch.from_numpy(arrays["images"][local]).unsqueeze(1).to(device),
+                    "masks": masks,
+                    "backgrounds": torch.from_numpy(arrays["backgrounds"][local]).unsqueeze(1).to(device),
+                }
+                loss, logs = ldm_loss(models, batch, generator=gens)
+            else:
+                loss, logs = mask_prior_loss(wrapped, masks, generator=gens)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += cfg.batch_size
+        mean_loss = loss.detach().float().reshape(1)
+        if world > 1 and dist.is_initialized():
+            dist.all_reduce(mean_loss)
+            mean_loss /= world
+        done = step + 1
+        metrics = {
+            "step": done, "loss": float(mean_loss), "lr": cfg.lr,
+            "samples_per_s": seen / max(time.perf_counter() - tic, 1e-9),
+        }
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if rank == 0:
+                save_checkpoint(Path(loop["checkpoints"]), trained, optimizer, done, metrics)
+            if world > 1 and dist.is_initialized():
+                dist.barrier()
+            ray.train.report(metrics)
+        elif done % cfg.log_every == 0:
+            ray.train.report(metrics)
+        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps or done == start + 1):
+            print(
+                f"[{stage}] step {done}/{cfg.steps} loss {metrics['loss']:.5f} "
+                f"{metrics['samples_per_s']:.1f} samples/s", flush=True,
+            )
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_stage(
+    stage: str, config_path: str | None, overrides: dict[str, Any], out: str | Path, workers: int = 1,
+    use_gpu: bool = False, progress: bool = True,
+) -> dict[str, Any]:
+    """Train one stage into ``out/bundle``; returns the stage's card entry."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from radiff_scale.config import to_dict
+    from radiff_scale.models.io import INDEX, RadiffModels
+
+    if stage not in STAGES:
+        raise RadiffError(f"unknown stage {stage!r} (expected one of {', '.join(STAGES)})")
+    if workers < 1:
+        raise RadiffError(f"--workers must be >= 1, got {workers}")
+    train, models_config, resolved = load_train_config(config_path, overrides)
+    stage_cfg: StageConfig = getattr(train, stage)
+    if stage_cfg.batch_size % workers:
+        raise RadiffError(f"train.{stage}.batch_size {stage_cfg.batch_size} must be divisible by --workers {workers}")
+    out = Path(out)
+    bundle = out / "bundle"
+    if stage != "ae" and not (bundle / INDEX).is_file():
+        raise RadiffError(f"stage {stage} needs a trained autoencoder in {bundle}: run --stage ae first")
+
+    started = time.perf_counter()
+    if stage == "mask":
+        if models_config.mask_prior is None:
+            raise RadiffError(f"{config_path or 'config'}: mask_prior is null, there is no mask prior to train")
+        arrays = mask_prior_arrays(train.data, models_config.mask_prior.mask_size)
+        reference = None
+    else:
+        arrays = build_training_arrays(train.data, progress=progress)
+        reference = arrays.pop("reference")
+        size = models_config.autoencoder.image_size
+        if arrays["images"].shape[-2:] != (size, size):
+            got = "x".join(map(str, arrays["images"].shape[-2:]))
+            raise RadiffError(
+                f"train.data: training cutouts are {got} but autoencoder.image_size is {size} "
+                "(set train.data.simulate.size, or use 128-pixel models for a dataset)"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.resolved.json").write_text(json.dumps(resolved, indent=2, default=str) + "\n")
+    checkpoints = out / "checkpoints" / stage
+    resume_from = latest_checkpoint(checkpoints)
+    if resume_from is not None and progress:
+        print(f"[{stage}] resuming from {resume_from.name}", file=sys.stderr)
+
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(logging_level="WARNING")
+        else:
+            ray.init(num_cpus=workers, logging_level="WARNING")
+    threads = None if use_gpu else max(1, (os.cpu_count() or 1) // workers)
+    loop = {
+        "stage": stage, "seed": train.seed, "stage_config": to_dict(stage_cfg),
+        "models_config": to_dict(models_config), "data_ref": ray.put(arrays), "bundle": str(bundle),
+        "checkpoints": str(checkpoints), "resume_from": str(resume_from) if resume_from else None,
+        "threads": threads, "autocast": train.mixed_precision,
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=None if use_gpu else {"CPU": 1}),
+        run_config=RunConfig(name=f"{stage}-{uuid.uuid4().hex[:8]}", storage_path=str((out / "ray").resolve())),
+    )
+    trainer.fit()
+    latest = latest_checkpoint(checkpoints)
+    if latest is None:
+        raise RuntimeError(f"stage {stage} finished without a checkpoint in {checkpoints}")
+    meta = json.loads((latest / "meta.json").read_text())
+
+    # Fold the trained weights into the bundle (on the driver, CPU).
+    if stage == "ae":
+        models = RadiffModels.from_config(models_config, seed=train.seed, with_mask_prior=False)
+        load_checkpoint(latest, models.autoencoder, None)
+        import torch
+
+        sample = torch.from_numpy(arrays["images"][: min(512, len(arrays["images"]))]).unsqueeze(1)
+        models.autoencoder.config = _measure_latents(models.autoencoder, sample)
+        models.card = {}
+    else:
+        models = RadiffModels.load(bundle)
+        fresh = RadiffModels.from_config(models_config, seed=train.seed, with_mask_prior=stage == "mask")
+        if stage == "ldm":
+            models.unet = fresh.unet
+            load_checkpoint(latest, models.unet, None)
+        else:
+            models.mask_prior = fresh.mask_prior
+            load_checkpoint(latest, models.mask_prior, None)
+    entry = {
+        "steps": meta["step"], "final_loss": meta["metrics"]["loss"], "samples_per_s": meta["metrics"]["samples_per_s"],
+        "workers": workers, "gpu": use_gpu, "batch_size": stage_cfg.batch_size, "lr": stage_cfg.lr,
+        "seconds": round(time.perf_counter() - started, 1), "commit": _git_commit(), "config": to_dict(stage_cfg),
+        "data": to_dict(train.data), "seed": train.seed,
+    }
+    card = dict(models.card)
+    card.setdefault("stages", {})[stage] = entry
+    if reference is not None:
+        card["preprocess_reference"] = reference
+    card["made_by"] = "radiff-scale train (jobs/train.py, Ray Train TorchTrainer)"
+    models.card = card
+    tmp = out / f".bundle.{uuid.uuid4().hex}"
+    models.save(tmp)
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    os.replace(tmp, bundle)
+    if progress:
+        print(f"[{stage}] done: {entry['steps']} steps, final loss {entry['final_loss']:.5f}; bundle in {bundle}")
+    return entry
+
+
+def _measure_latents(autoencoder: Any, images: Any) -> Any:
+    from radiff_scale.models.autoencoder import measure_latent_stats
+
+    autoencoder.eval()
+    return measure_latent_stats(autoencoder, images)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="job YAML with model sections and a train: section")
+    parser.add_argument("--stage", required=True, choices=STAGES, help="which model to fit (ae first)")
+    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP ranks)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast")
+    parser.add_argument("--out", default="runs/model", help="run folder: bundle/, checkpoints/, ray/")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.ae.steps=2 (repeatable)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from radiff_scale.config import parse_override
+
+    overrides = dict(parse_override(o) for o in args.overrides)
+    run_stage(args.stage, args.config, overrides, args.out, args.workers, args.gpu, progress=not args.quiet)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except RadiffError as exc:
+        print(f"train: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
