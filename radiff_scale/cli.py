@@ -59,6 +59,28 @@ def _run_simulate_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_validate_dataset(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "validate-dataset",
+        help="read every sample of a Survey-Collection dataset and count what it holds",
+        description=(
+            "Read every FITS, JSON and mask of a dataset in the Survey-Collection layout (docs/data-format.md), "
+            "stop at the first bad file with a one-line error naming it, and print counts per class."
+        ),
+    )
+    p.add_argument("root", help="dataset folder")
+    p.set_defaults(handler=_run_validate_dataset)
+
+
+def _run_validate_dataset(args: argparse.Namespace) -> int:
+    import json
+
+    from radiff_scale.data.sc_format import validate_dataset
+
+    print(json.dumps(validate_dataset(args.root), indent=2, sort_keys=True))
+    return 0
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from jobs.train import add_arguments
 
@@ -148,6 +170,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_simulate_dataset,
+    _add_validate_dataset,
     _add_train,
     _add_make_map,
     _add_make_tile_bank,
