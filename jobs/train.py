@@ -386,6 +386,10 @@ def run_stage(
     if resume_from is not None and progress:
         print(f"[{stage}] resuming from {resume_from.name}", file=sys.stderr)
 
+    # One copy of each worker's progress line (not two), and no preemption-watcher actor,
+    # whose only effect on a laptop is an error line at start-up.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     if not ray.is_initialized():
         if os.environ.get("RAY_ADDRESS"):
             ray.init(logging_level="WARNING")

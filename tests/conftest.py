@@ -22,8 +22,8 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True, scope="session")
 def _ray_sandbox(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep Ray's temp files out of the home folder and quiet its token warning."""
-    ray_tmp = tmp_path_factory.mktemp("ray")
-    os.environ.setdefault("RAY_TMPDIR", str(ray_tmp))
+    if not os.environ.get("RAY_TMPDIR"):  # unset or empty: Ray would fail to start on ""
+        os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
