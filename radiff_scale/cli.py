@@ -8,8 +8,10 @@ A :class:`~radiff_scale.errors.RadiffError` becomes one line on stderr and exit 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from radiff_scale import __version__
 from radiff_scale.errors import RadiffError
@@ -81,100 +83,66 @@ def _run_validate_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    from jobs.train import add_arguments
+@dataclass(frozen=True)
+class JobCommand:
+    """A subcommand backed by a module of jobs/ with ``add_arguments`` and ``run_from_args``;
+    ``demo`` is passed to both when set (the demo is make-map with a fixed spec)."""
 
-    p = sub.add_parser(
-        "train",
-        help="fit the autoencoder, latent diffusion U-Net or mask prior with Ray Train",
-        description=(
-            "Fit one model stage (ae, then ldm and mask) with Ray Train's TorchTrainer: DDP over --workers "
-            "CPU or GPU workers, periodic checkpoints, and automatic resume from the latest checkpoint "
-            "when the same command is run again. Weights are written as safetensors into OUT/bundle."
-        ),
-    )
-    add_arguments(p)
-    p.set_defaults(handler=_run_train)
+    name: str
+    module: str
+    help: str
+    description: str
+    demo: bool = False
 
+    def add(self, sub: argparse._SubParsersAction) -> None:
+        job = importlib.import_module(self.module)
+        p = sub.add_parser(self.name, help=self.help, description=self.description)
+        job.add_arguments(p, **self._extra())
+        p.set_defaults(handler=self.run)
 
-def _run_train(args: argparse.Namespace) -> int:
-    from jobs.train import run_from_args
+    def run(self, args: argparse.Namespace) -> int:
+        return importlib.import_module(self.module).run_from_args(args, **self._extra())
 
-    return run_from_args(args)
-
-
-def _add_make_map(sub: argparse._SubParsersAction) -> None:
-    from jobs.make_map import add_arguments
-
-    p = sub.add_parser(
-        "make-map",
-        help="make a synthetic radio map with its truth catalogue, labels and quick-look",
-        description=(
-            "Plan and place objects, sample one tile per object with the diffusion model on a pool of Ray "
-            "actors, compose them into a chunked Zarr mosaic and export map.fits, labels.fits, the truth "
-            "catalogue (Parquet/FITS/CSV), DS9 regions, a quick-look PNG and manifest.json."
-        ),
-    )
-    add_arguments(p)
-    p.set_defaults(handler=_run_make_map)
+    def _extra(self) -> dict[str, bool]:
+        return {"demo": True} if self.demo else {}
 
 
-def _run_make_map(args: argparse.Namespace) -> int:
-    from jobs.make_map import run_from_args
-
-    return run_from_args(args)
-
-
-def _add_make_tile_bank(sub: argparse._SubParsersAction) -> None:
-    from jobs.make_tile_bank import add_arguments
-
-    p = sub.add_parser(
-        "make-tile-bank",
-        help="pre-sample (mask, tile) pairs for very large or CPU-only maps (--tiles bank:PATH)",
-        description=(
-            "Sample N tiles from real single-object masks with a model bundle and store them with their masks "
-            "in one .npz; make-map --tiles bank:PATH then reuses them with deterministic flips and rotations "
-            "instead of sampling a tile per object (see docs/tile-bank.md for the trade-off)."
-        ),
-    )
-    add_arguments(p)
-    p.set_defaults(handler=_run_make_tile_bank)
-
-
-def _run_make_tile_bank(args: argparse.Namespace) -> int:
-    from jobs.make_tile_bank import run_from_args
-
-    return run_from_args(args)
-
-
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from jobs.make_map import add_arguments
-
-    p = sub.add_parser(
-        "demo",
-        help="make a 4096x4096 demo map with the shipped model (2 CPUs, a few minutes)",
-        description=(
-            "Make a 4096x4096 map of synthetic beam-correlated noise populated by objects generated with the "
-            "shipped demo model and real masks, with its full truth. Needs no data, no GPU and no network."
-        ),
-    )
-    add_arguments(p, demo=True)
-    p.set_defaults(handler=_run_demo)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from jobs.make_map import run_from_args
-
-    return run_from_args(args, demo=True)
+JOB_COMMANDS = (
+    JobCommand(
+        "train", "jobs.train",
+        "fit the autoencoder, latent diffusion U-Net or mask prior with Ray Train",
+        "Fit one model stage (ae, then ldm and mask) with Ray Train's TorchTrainer: DDP over --workers "
+        "CPU or GPU workers, periodic checkpoints, and automatic resume from the latest checkpoint "
+        "when the same command is run again. Weights are written as safetensors into OUT/bundle.",
+    ),
+    JobCommand(
+        "make-map", "jobs.make_map",
+        "make a synthetic radio map with its truth catalogue, labels and quick-look",
+        "Plan and place objects, sample one tile per object with the diffusion model on a pool of Ray "
+        "actors, compose them into a chunked Zarr mosaic and export map.fits, labels.fits, the truth "
+        "catalogue (Parquet/FITS/CSV), DS9 regions, a quick-look PNG and manifest.json.",
+    ),
+    JobCommand(
+        "make-tile-bank", "jobs.make_tile_bank",
+        "pre-sample (mask, tile) pairs for very large or CPU-only maps (--tiles bank:PATH)",
+        "Sample N tiles from real single-object masks with a model bundle and store them with their masks "
+        "in one .npz; make-map --tiles bank:PATH then reuses them with deterministic flips and rotations "
+        "instead of sampling a tile per object (see docs/tile-bank.md for the trade-off).",
+    ),
+    JobCommand(
+        "demo", "jobs.make_map",
+        "make a 4096x4096 demo map with the shipped model (2 CPUs, a few minutes)",
+        "Make a 4096x4096 map of synthetic beam-correlated noise populated by objects generated with the "
+        "shipped demo model and real masks, with its full truth. Needs no data, no GPU and no network.",
+        demo=True,
+    ),
+)
 
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_simulate_dataset,
     _add_validate_dataset,
-    _add_train,
-    _add_make_map,
-    _add_make_tile_bank,
-    _add_demo,
+    *(command.add for command in JOB_COMMANDS),
 )
 
 

@@ -28,6 +28,17 @@ def _ray_sandbox(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One torch thread for the whole suite: toy-size ops are dominated by thread hand-offs on a
+    shared 2-core CPU (~100x slower with 2 threads under load), and results do not depend on it."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model bundle with random weights in the demo architecture (plumbing tests, not quality)."""

@@ -22,15 +22,6 @@ from radiff_scale.models import RadiffModels, tiny_models_config  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Toy-size ops are dominated by thread hand-offs on a shared CPU; one thread is ~100x faster here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def models() -> RadiffModels:
     return RadiffModels.from_config(tiny_models_config(), seed=0)

@@ -30,15 +30,6 @@ from radiff_scale.models.unet import ConditionalLatentUNet, UNetConfig  # noqa: 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Toy-size ops are dominated by thread hand-offs on a shared CPU; one thread is ~100x faster here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def models() -> RadiffModels:
     return RadiffModels.from_config(tiny_models_config(), seed=1).eval()

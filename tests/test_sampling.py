@@ -18,15 +18,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 STEPS = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Toy-size ops are dominated by thread hand-offs on a shared CPU; one thread is ~100x faster here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def models() -> RadiffModels:
     m = RadiffModels.from_config(tiny_models_config(), seed=0).eval()
