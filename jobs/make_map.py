@@ -444,14 +444,9 @@ def run_from_args(args: argparse.Namespace, demo: bool = False) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.make_map", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_from_args(args)
-    except RadiffError as exc:
-        print(f"make_map: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    from jobs._entry import job_main
+
+    return job_main("make_map", __doc__, add_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":
