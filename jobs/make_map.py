@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import radiff_scale
 from radiff_scale import __version__
 from radiff_scale.errors import RadiffError
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 INDEX = "radiff_models.json"
 
 #: Where the shipped demo model lives inside the package.
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "radiff_scale" / "assets" / "demo"
+DEMO_MODEL = Path(radiff_scale.__file__).resolve().parent / "assets" / "demo"
 
 
 @dataclass
