@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -107,20 +106,6 @@ def _mask_bank(spec: MapSpec):
     if not path.is_file():
         raise RadiffError(f"masks {spec.masks}: no such file")
     return MaskBank.from_npz(path)
-
-
-def _init_ray(workers: int) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level="WARNING")  # a cluster (ray job submit sets RAY_ADDRESS)
-        return
-    ray.init(
-        num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
-        configure_logging=True,
-    )
 
 
 def _header(geometry, spec: MapSpec, n_objects: int):
@@ -355,7 +340,10 @@ def run_make_map(
         print(f"planned {planned.n_planned} objects, placed {planned.table.num_rows} on a "
               f"{geometry.shape[0]}x{geometry.shape[1]} map", file=sys.stderr)
 
-    _init_ray(spec.workers)
+    from jobs._entry import connect_ray
+
+    # No dashboard and no worker logs locally: the driver's progress bars say all there is.
+    connect_ray(spec.workers, include_dashboard=False, log_to_driver=False, configure_logging=True)
     t = time.perf_counter()
     sample_tiles_stage(spec, run, planned, source, model_dir, use_gpu, progress, log, tile_bank)
     log.timed("tiles", t)

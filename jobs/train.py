@@ -390,11 +390,10 @@ def run_stage(
     # whose only effect on a laptop is an error line at start-up.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(logging_level="WARNING")
-        else:
-            ray.init(num_cpus=workers, logging_level="WARNING")
+    from jobs._entry import connect_ray
+
+    # The dashboard stays on: Ray Train's placement-group cleaner queries actor state through it.
+    connect_ray(workers)
     threads = None if use_gpu else max(1, (os.cpu_count() or 1) // workers)
     loop = {
         "stage": stage, "seed": train.seed, "stage_config": to_dict(stage_cfg),

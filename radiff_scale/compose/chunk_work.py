@@ -12,6 +12,7 @@ always has its rows on disk.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,6 @@ def compose_chunk(
     preprocess_reference: dict[str, float],
 ) -> ChunkOutcome:
     """Render chunk ``index`` of ``run_root``'s mosaic from the objects touching it."""
-    import time
-
     started = time.perf_counter()
     run = RunDir(Path(run_root))
     mosaic = open_mosaic(run.mosaic)
