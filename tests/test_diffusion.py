@@ -124,6 +124,40 @@ def test_mask_prior_loss_trains_the_prior(models):
     assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
+def test_mask_prior_predicts_bounded_class_probabilities(models):
+    prior = models.mask_prior
+    x = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(1)) * 5
+    with torch.no_grad():
+        x0 = prior(x, torch.tensor([999, 500, 3]))
+    # 2 p - 1 per channel: inside [-1, 1] and the probabilities sum to one at every pixel.
+    assert x0.min() >= -1 and x0.max() <= 1
+    assert torch.allclose(((x0 + 1) / 2).sum(dim=1), torch.ones(3, 16, 16), atol=1e-5)
+
+
+def test_a_briefly_trained_mask_prior_samples_masks_like_its_data():
+    """A few dozen cross-entropy steps already give samples with the data's class frequencies.
+
+    (The eps-MSE prior this replaced sampled ~25% of every class at this stage.)
+    """
+    from radiff_scale.diffusion.sampling import sample_masks
+
+    prior = RadiffModels.from_config(tiny_models_config(), seed=0).mask_prior
+    masks = _batch(8)["masks"]  # background 90%, one extended and one compact object
+    data_fraction = (masks == 0).float().mean().item()
+    opt = torch.optim.AdamW(prior.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        loss, _ = mask_prior_loss(prior, masks, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    prior.eval()
+    samples = torch.from_numpy(sample_masks(prior, list(range(8)), 10, "dpm++"))
+    background = (samples == 0).float().mean().item()
+    assert abs(background - data_fraction) < 0.05, (background, data_fraction)
+    assert (samples == SourceClass.EXTENDED).any()
+
+
 def test_per_sample_generators_make_draws_independent_of_the_batch_split(models):
     def gens(indices):
         return [torch.Generator().manual_seed(100 + i) for i in indices]

@@ -1,4 +1,7 @@
-"""Training losses of the two diffusion models: noise a clean sample, predict the noise, MSE.
+"""Training losses of the two diffusion models: noise a clean sample, predict it back.
+
+The latent model regresses the noise (MSE, as in RADiff); the mask prior classifies
+each pixel's clean class (cross-entropy).
 
 Every random draw (timesteps, noise, condition dropout) comes from the optional
 ``generator`` -- one for the batch, or a list with one per sample so that a sample's
@@ -71,6 +74,8 @@ def noise_and_target(
     noisy = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
     if schedule.prediction_type == "epsilon":
         target = noise
+    elif schedule.prediction_type == "sample":
+        target = x0
     else:  # v_prediction
         target = abar.sqrt() * noise - (1 - abar).sqrt() * x0
     return noisy, t, target
@@ -142,14 +147,19 @@ def ldm_loss(models: Any, batch: dict[str, torch.Tensor], generator: Generators 
 
 
 def mask_prior_loss(prior: Any, masks: torch.Tensor, generator: Generators = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Unconditional DDPM loss of the mask prior on integer masks (B, 128, 128); returns (loss, logs).
+    """Categorical denoising loss of the mask prior on integer masks (B, 128, 128); returns (loss, logs).
 
-    ``prior`` is a :class:`~radiff_scale.models.mask_prior.MaskPrior`, possibly DDP-wrapped;
-    its own config carries the (pixel-space) schedule.
+    The mask prior predicts, for every pixel of the noisy one-hot mask, the class
+    probabilities of the clean mask; its loss is the cross-entropy with the true
+    classes (see :mod:`radiff_scale.models.mask_prior` for why not eps-MSE).
+    ``prior`` is a :class:`~radiff_scale.models.mask_prior.MaskPrior`, possibly
+    DDP-wrapped; its own config carries the (pixel-space) schedule.
     """
     inner = _unwrap(prior)
-    x0 = inner.to_model_space(masks)
-    noisy, t, target = noise_and_target(x0, inner.config.schedule, generator)
-    pred = prior(noisy.to(x0.dtype), t)
-    loss = F.mse_loss(pred.float(), target)
-    return loss, {"loss": float(loss.detach())}
+    classes = inner.model_space_classes(masks)
+    x0 = inner.one_hot(classes)
+    noisy, t, _ = noise_and_target(x0, inner.config.schedule, generator)
+    logits = prior(noisy.to(x0.dtype), t, return_logits=True)
+    loss = F.cross_entropy(logits.float(), classes)
+    accuracy = (logits.detach().argmax(dim=1) == classes).float().mean()
+    return loss, {"loss": float(loss.detach()), "pixel_accuracy": float(accuracy)}

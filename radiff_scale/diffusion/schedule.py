@@ -36,7 +36,9 @@ class ScheduleConfig:
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"
     beta_start: float = 0.0015
     beta_end: float = 0.0155
-    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    #: What the network predicts: the noise, v, or the clean sample x0 ("sample"; the mask
+    #: prior's categorical parametrisation, see radiff_scale.models.mask_prior).
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
     timestep_spacing: Literal["leading", "trailing", "linspace"] = "trailing"
     clip_sample: bool = False
 
@@ -45,6 +47,8 @@ class ScheduleConfig:
             raise ValueError("num_train_timesteps must be at least 2")
         if not 0 < self.beta_start < self.beta_end < 1:
             raise ValueError("need 0 < beta_start < beta_end < 1")
+        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"prediction_type must be epsilon, v_prediction or sample, got {self.prediction_type!r}")
 
 
 def make_scheduler(name: str, config: ScheduleConfig | None = None):

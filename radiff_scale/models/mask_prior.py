@@ -1,9 +1,20 @@
-"""Unconditional mask prior: a pixel-space DDPM over one-hot class masks at 64x64.
+"""Unconditional mask prior: a pixel-space diffusion model over one-hot class masks at 64x64.
 
 Why 64x64 and one-hot: the reference code diffuses a single grey channel at 32x32
 and rounds it to {0, 1}, which loses the class ids and most compact sources. Here a
 mask becomes ``NUM_CLASSES`` channels scaled to {-1, +1}; a sample is decoded by
 argmax over the channels (always a valid class id) and upsampled back.
+
+Why the network predicts class probabilities, not the noise: the clean data are
+one-hot, so the best estimate of x0 given x_t is ``2 p(class | x_t) - 1`` per channel.
+The network outputs per-pixel class logits, is trained with cross-entropy against the
+true classes, and hands ``2 softmax(logits) - 1`` to the sampler as an x0 prediction
+(``prediction_type="sample"``; every sampler here accepts it). An eps-MSE model of the
+same size, trained as long on 2 CPU cores, sampled noise (each class on ~25% of the
+pixels, against 98% background in real masks): its x0 estimate at high noise is
+eps-error times sqrt((1 - abar) / abar), far outside [-1, 1], while the softmax
+estimate is bounded and starts from the class frequencies. The cosine schedule keeps
+more of the [-1, 1] signal at mid noise levels than DDPM's linear one at 64x64.
 
 Resolution rule (128 -> 64, :func:`downsample_masks`): each 2x2 block takes its most
 frequent class; a 2-2 tie goes to the higher class id, i.e. an object beats
@@ -33,8 +44,8 @@ from radiff_scale.diffusion.schedule import ScheduleConfig
 
 
 def _pixel_schedule() -> ScheduleConfig:
-    # The DDPM (Ho et al.) pixel-space schedule; [-1, 1] data, so x0 clipping is right.
-    return ScheduleConfig(beta_schedule="linear", beta_start=1e-4, beta_end=0.02, clip_sample=True)
+    # Cosine (Nichol & Dhariwal) schedule over [-1, 1] data; x0 is predicted (module doc).
+    return ScheduleConfig(beta_schedule="squaredcos_cap_v2", prediction_type="sample", clip_sample=True)
 
 
 @dataclass
@@ -58,6 +69,8 @@ class MaskPriorConfig:
         self.attention_levels = tuple(sorted({int(i) for i in self.attention_levels}))
         if isinstance(self.schedule, dict):
             self.schedule = ScheduleConfig(**self.schedule)
+        if self.schedule.prediction_type != "sample":
+            raise ValueError("the mask prior predicts clean class probabilities: its schedule needs prediction_type: sample")
         if self.mask_size % self.model_size:
             raise ValueError(f"mask_size {self.mask_size} is not a multiple of model_size {self.model_size}")
         if any(not 0 <= i < len(self.channel_mult) for i in self.attention_levels):
@@ -95,7 +108,7 @@ def upsample_masks(masks: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 class MaskPrior(nn.Module):
-    """eps-model over one-hot masks in {-1, 1}; converts to/from integer class masks."""
+    """x0-model over one-hot masks in {-1, 1} (class logits inside); converts to/from integer class masks."""
 
     def __init__(self, config: MaskPriorConfig) -> None:
         super().__init__()
@@ -117,16 +130,27 @@ class MaskPrior(nn.Module):
             dropout=config.dropout,
         )
 
-    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        return self.unet(noisy, timesteps).sample
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, return_logits: bool = False) -> torch.Tensor:
+        """The x0 prediction ``2 softmax(logits) - 1`` (what samplers use), or the raw class logits."""
+        logits = self.unet(noisy, timesteps).sample
+        if return_logits:
+            return logits
+        return logits.float().softmax(dim=1) * 2 - 1
 
-    def to_model_space(self, masks: torch.Tensor) -> torch.Tensor:
-        """Integer masks (B, mask_size, mask_size) -> one-hot (B, NUM_CLASSES, model_size, model_size) in {-1, 1}."""
+    def model_space_classes(self, masks: torch.Tensor) -> torch.Tensor:
+        """Integer masks (B, mask_size, mask_size) -> integer masks at model_size (the cross-entropy target)."""
         size = self.config.mask_size
         if masks.ndim != 3 or masks.shape[-2:] != (size, size):
             raise ValueError(f"expected masks (B, {size}, {size}), got {tuple(masks.shape)}")
-        small = downsample_masks(masks, self.config.factor)
-        return F.one_hot(small, NUM_CLASSES).permute(0, 3, 1, 2).to(self.unet.dtype) * 2 - 1
+        return downsample_masks(masks, self.config.factor)
+
+    def one_hot(self, classes: torch.Tensor) -> torch.Tensor:
+        """Integer masks at model_size -> one-hot (B, NUM_CLASSES, h, w) in {-1, 1}."""
+        return F.one_hot(classes.long(), NUM_CLASSES).permute(0, 3, 1, 2).to(self.unet.dtype) * 2 - 1
+
+    def to_model_space(self, masks: torch.Tensor) -> torch.Tensor:
+        """Integer masks (B, mask_size, mask_size) -> one-hot (B, NUM_CLASSES, model_size, model_size) in {-1, 1}."""
+        return self.one_hot(self.model_space_classes(masks))
 
     def from_model_space(self, x: torch.Tensor) -> torch.Tensor:
         """Model-space samples -> integer masks (B, mask_size, mask_size), uint8: argmax then nearest upsampling."""
