@@ -1,4 +1,5 @@
-"""The tile stage on its own: batches of (mask, background, seed) in, a filled tile store out.
+"""The sampling stages on their own: batches of (mask, background, seed) in, a filled tile store out
+(and the same for masks invented by the mask prior: seeds in, a filled mask store out).
 
 The map job hands this stage every placed object as consecutive batches of a fixed
 size; batch ``b`` owns chunk ``b`` of the tile store (radiff_scale.compose.tile_store).
@@ -118,19 +119,83 @@ def sample_to_store(
     ``in_flight`` batches are queued per actor. ``on_batch(batch, n_tiles)`` runs on the
     driver after each batch is stored (progress bars). Needs a running Ray.
     """
+    n, b = int(batches.n_items), int(batches.batch_size)
+    if len(batches) != tile_store.n_batches(n, b):
+        raise ValueError(f"{len(batches)} batches for {n} items in batches of {b} (expected {tile_store.n_batches(n, b)})")
+
+    def call(actor: Any, index: int) -> Any:
+        batch = batches[index]
+        expected = tile_store.batch_slice(index, n, b)
+        if batch.index != index or len(batch) != expected.stop - expected.start or len(batch.masks) != len(batch):
+            raise ValueError(f"batch {index}: got batch {batch.index} with {len(batch)} items, expected {expected}")
+        return actor.sample.remote(index, batch.masks, batch.backgrounds, list(batch.seeds), settings)
+
+    return fill_store(
+        model_dir, settings, call, Path(store), n, b, "float32", n_actors, use_gpu=use_gpu, in_flight=in_flight,
+        pool=pool, on_batch=on_batch, max_restarts=max_restarts,
+    )
+
+
+def sample_masks_to_store(
+    model_dir: str | Path,
+    seeds: Sequence[int],
+    store: str | Path,
+    batch_size: int,
+    steps: int,
+    sampler: str,
+    n_actors: int = 1,
+    *,
+    use_gpu: bool = False,
+    pool: list[Any] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> SamplingCounts:
+    """Invent one class mask per seed with the bundle's mask prior, into the uint8 store ``store``.
+
+    The same actors, pool, ownership (batch ``b`` owns store chunk ``b``) and resume rules
+    as :func:`sample_to_store`; mask ``i`` depends on ``seeds[i]`` only.
+    """
+    seeds = [int(s) for s in seeds]
+    n, b = len(seeds), int(batch_size)
+    settings = SamplerSettings(sampler, int(steps), 1.0, 1.0, 0.0)
+
+    def call(actor: Any, index: int) -> Any:
+        return actor.sample_masks.remote(index, seeds[tile_store.batch_slice(index, n, b)], settings)
+
+    return fill_store(
+        model_dir, settings, call, Path(store), n, b, "uint8", n_actors, use_gpu=use_gpu, pool=pool, on_batch=on_batch
+    )
+
+
+def fill_store(
+    model_dir: str | Path,
+    settings: SamplerSettings,
+    call: Callable[[Any, int], Any],
+    store: Path,
+    n: int,
+    batch_size: int,
+    dtype: str,
+    n_actors: int,
+    *,
+    use_gpu: bool = False,
+    in_flight: int = 2,
+    pool: list[Any] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    max_restarts: int = 3,
+) -> SamplingCounts:
+    """Run ``call(actor, batch)`` for every batch not yet done in ``store`` and write each answer whole.
+
+    ``call`` returns a ref to ``(batch, array)``. The store is created if missing; batches
+    already marked done are skipped, so a resumed stage only does what is missing.
+    """
     import ray
 
     from actors.pool import run_on_actors
     from actors.tile_sampler import make_sampler_pool
 
-    store = Path(store)
-    n, b = int(batches.n_items), int(batches.batch_size)
-    tile_store.create_store(store, n, b, "float32")
+    b = int(batch_size)
+    tile_store.create_store(store, n, b, dtype)
     total = tile_store.n_batches(n, b)
-    if len(batches) != total:
-        raise ValueError(f"{len(batches)} batches for {n} items in batches of {b} (expected {total})")
-    done_before = tile_store.done_batches(store)
-    todo = sorted(set(range(total)) - done_before)
+    todo = sorted(set(range(total)) - tile_store.done_batches(store))
     counts = SamplingCounts(batches_total=total, batches_already_done=total - len(todo))
     if not todo:
         return counts
@@ -142,25 +207,18 @@ def sample_to_store(
         pool = make_sampler_pool(min(n_actors, len(todo)), str(model_dir), settings, use_gpu, threads, max_restarts)
     counts.actors = len(pool)
 
-    def submit(actor: Any, index: int) -> Any:
-        batch = batches[index]
-        expected = tile_store.batch_slice(index, n, b)
-        if batch.index != index or len(batch) != expected.stop - expected.start or len(batch.masks) != len(batch):
-            raise ValueError(f"batch {index}: got batch {batch.index} with {len(batch)} items, expected {expected}")
-        return actor.sample.remote(index, batch.masks, batch.backgrounds, list(batch.seeds), settings)
-
     def done(index: int, result: tuple[int, np.ndarray]) -> None:
-        got, tiles = result
+        got, data = result
         if got != index:
             raise RuntimeError(f"asked for batch {index}, an actor answered batch {got}")
-        tile_store.write_batch(store, index, b, tiles)
+        tile_store.write_batch(store, index, b, data)
         counts.batches_sampled += 1
-        counts.tiles_sampled += len(tiles)
+        counts.tiles_sampled += len(data)
         if on_batch is not None:
-            on_batch(index, len(tiles))
+            on_batch(index, len(data))
 
     try:
-        stats = run_on_actors(pool, todo, submit, done, in_flight=in_flight)
+        stats = run_on_actors(pool, todo, call, done, in_flight=in_flight)
     finally:
         if own:
             for actor in pool:  # free their CPUs/GPUs for the next stage
@@ -168,5 +226,5 @@ def sample_to_store(
     counts.resubmitted, counts.actors_lost = stats.resubmitted, stats.actors_lost
     missing = set(range(total)) - tile_store.done_batches(store)
     if missing:
-        raise RuntimeError(f"tile batches {sorted(missing)[:10]} are not done after the stage")
+        raise RuntimeError(f"batches {sorted(missing)[:10]} of {store} are not done after the stage")
     return counts

@@ -25,7 +25,7 @@ class SamplerSettings:
 
 
 class TileSampler:
-    """Holds a model bundle on its device; ``sample`` is the only method the pool calls."""
+    """Holds a model bundle on its device; the pool calls ``sample`` (tiles) or ``sample_masks`` (mask prior)."""
 
     def __init__(self, model_dir: str, settings: SamplerSettings, device: str = "cpu", threads: int | None = None) -> None:
         import torch
@@ -55,6 +55,16 @@ class TileSampler:
             guidance=(s.guidance_mask, s.guidance_background), sampler=s.name, eta=s.eta,
         )
         return batch, tiles
+
+    def sample_masks(self, batch: int, seeds: list[int], settings: SamplerSettings | None = None) -> tuple[int, np.ndarray]:
+        """Masks invented by the bundle's mask prior for one batch of seeds (uint8 class ids)."""
+        from radiff_scale.diffusion.sampling import sample_masks
+        from radiff_scale.errors import RadiffError
+
+        if self.models.mask_prior is None:
+            raise RadiffError("the model bundle has no mask prior; use the real mask bank (masks: bank)")
+        s = settings or self.settings
+        return batch, sample_masks(self.models.mask_prior, seeds, steps=s.steps, sampler=s.name, eta=s.eta)
 
     def ping(self) -> bool:
         return True
