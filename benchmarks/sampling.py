@@ -11,7 +11,9 @@ the map's default class mix) and background patches of a synthetic noise map. Mo
 loading is excluded (the pool is started and warmed up once). Fidelity: the mean
 per-tile |difference| (preprocessed [0, 1] units, whole tile and inside the object's
 mask) of each setting against the first one (the reference, DDPM-1000 by default) on
-the same objects and noise seeds. The tiles are also checked to be bit-identical
+the same objects and noise seeds; and quality as the mask agreement of the tiles
+(mean IoU of bright pixels vs the object's mask, radiff_scale.eval.mask_agreement),
+with its ratio to the reference's. The tiles are also checked to be bit-identical
 across pool sizes.
 """
 
@@ -35,6 +37,8 @@ sys.path.insert(0, str(REPO))  # `python benchmarks/sampling.py` from anywhere: 
 from actors.sampling_stage import ArrayBatches, sample_to_store  # noqa: E402
 from actors.tile_sampler import SamplerSettings, make_sampler_pool  # noqa: E402
 from jobs.make_map import DEMO_MODEL, INDEX  # noqa: E402
+from radiff_scale.compose.spec import SamplerSpec  # noqa: E402
+from radiff_scale.eval.mask_agreement import bright_pixels, iou  # noqa: E402
 
 
 def parse_samplers(text: str) -> list[tuple[str, int]]:
@@ -76,8 +80,8 @@ def main() -> None:
     parser.add_argument("--actors", default="1,2", help="pool sizes to time, comma-separated")
     parser.add_argument("--samplers", default="ddpm:1000,ddim:50,dpm++:10,dpm++:20",
                         help="name:steps,...; the first is the fidelity reference")
-    parser.add_argument("--guidance-mask", type=float, default=1.5)
-    parser.add_argument("--guidance-background", type=float, default=1.0)
+    parser.add_argument("--guidance-mask", type=float, default=SamplerSpec.guidance_mask, help="default: the map's")
+    parser.add_argument("--guidance-background", type=float, default=SamplerSpec.guidance_background)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gpu", action="store_true", help="one GPU per actor")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sampling.json")
@@ -134,13 +138,19 @@ def main() -> None:
         row["mean_abs_diff_vs_reference"] = round(float(diff.mean(axis=(1, 2)).mean()), 5)
         per_tile_inside = [d[m].mean() for d, m in zip(diff, inside)]
         row["mean_abs_diff_in_mask_vs_reference"] = round(float(np.mean(per_tile_inside)), 5)
+        tiles = tiles_of[f"{row['sampler']}:{row['steps']}"]
+        row["mask_iou"] = round(float(np.mean([iou(bright_pixels(t), m) for t, m in zip(tiles, inside)])), 4)
+    ref_iou = next(r["mask_iou"] for r in rows if f"{r['sampler']}:{r['steps']}" == ref_key)
+    for row in rows:
+        row["iou_vs_reference"] = round(row["mask_iou"] / ref_iou, 4) if ref_iou else None
 
-    header = f"{'sampler':<10}{'steps':>6}{'actors':>7}{'tiles/s':>10}{'|d| tile':>10}{'|d| mask':>10}"
+    header = f"{'sampler':<10}{'steps':>6}{'actors':>7}{'tiles/s':>10}{'|d| tile':>10}{'|d| mask':>10}{'IoU':>8}{'IoU/ref':>9}"
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['sampler']:<10}{r['steps']:>6}{r['actors']:>7}{r['tiles_per_s']:>10.3f}"
-              f"{r['mean_abs_diff_vs_reference']:>10.4f}{r['mean_abs_diff_in_mask_vs_reference']:>10.4f}")
+              f"{r['mean_abs_diff_vs_reference']:>10.4f}{r['mean_abs_diff_in_mask_vs_reference']:>10.4f}"
+              f"{r['mask_iou']:>8.3f}{r['iou_vs_reference']:>9.3f}")
     print(f"reference: {ref_key}; tiles identical across pool sizes: {same_across_pools}")
     import torch
 
