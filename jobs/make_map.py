@@ -2,7 +2,10 @@
 
     ray job submit --working-dir . -- python -m jobs.make_map --config configs/sdc-like.yaml --out OUT
     radiff-scale make-map --config configs/sdc-like.yaml --out OUT [--resume]
+    radiff-scale make-map ... --positions CATALOGUE    (objects at a catalogue's RA/Dec or x/y)
     radiff-scale demo --out OUT
+
+From Python: ``radiff_scale.make_map`` (radiff_scale/api.py) runs this same job.
 
 Stages (see DESIGN.md): plan and place on the driver from the seed alone -> sample one
 tile per placed object on a pool of actors -> one task per mosaic chunk cuts, scales and
@@ -30,6 +33,7 @@ from radiff_scale import __version__
 from radiff_scale.errors import RadiffError
 
 if TYPE_CHECKING:
+    from radiff_scale.compose.positions import Positions
     from radiff_scale.compose.spec import MapSpec
 
 #: The bundle index file of radiff_scale.models.io (not imported here: torch is slow to import).
@@ -290,9 +294,14 @@ def _versions() -> dict[str, str]:
 
 def run_make_map(
     spec: MapSpec, out: str | Path, resume: bool = False, overwrite: bool = False, progress: bool = True,
-    use_gpu: bool = False,
+    use_gpu: bool = False, positions: Positions | None = None,
 ) -> dict[str, Any]:
-    """Make the map of ``spec`` in ``out``; returns the manifest (also written to out/manifest.json)."""
+    """Make the map of ``spec`` in ``out``; returns the manifest (also written to out/manifest.json).
+
+    ``positions``: objects at given places (catalogue-aware maps, see radiff_scale.api)
+    instead of ``spec.placement.n_objects`` random ones. They are part of the run's
+    identity: ``resume`` refuses a folder made with other positions.
+    """
     from radiff_scale.compose import tile_store
     from radiff_scale.compose.mosaic import validate_chunk
     from radiff_scale.compose.spec import preflight_disk
@@ -312,9 +321,13 @@ def run_make_map(
     if tile_bank is not None:  # never silent: reused tiles are a different product
         print(f"tiles: copied from the tile bank {tile_bank.source} ({len(tile_bank)} pre-sampled tiles, "
               f"8 flips/rotations each; shapes repeat and tiles ignore the local background)", file=sys.stderr)
+    given = positions.resolve(geometry) if positions is not None else None
+    identity = spec.identity()
+    if given is not None:
+        identity["positions"] = {"rows": len(given), "sha256": given.fingerprint()}
     out = Path(out)
     preflight_disk(out, geometry.shape)
-    run = prepare_run_dir(out, spec.identity(), resume=resume, overwrite=overwrite)
+    run = prepare_run_dir(out, identity, resume=resume, overwrite=overwrite)
     if run.manifest.exists():
         run.manifest.unlink()  # a resumed run is not complete until its new manifest is written
 
@@ -324,7 +337,7 @@ def run_make_map(
     log.timed("sigma_map", t)
 
     t = time.perf_counter()
-    planned = plan_map(spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma)
+    planned = plan_map(spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma, given)
     # Masks go to disk one batch (= one store chunk) at a time: the driver never holds them all.
     b = spec.sampler.batch_size
     tile_store.create_store(run.masks, len(planned.masks), b, "uint8")
@@ -370,8 +383,25 @@ def run_make_map(
         "outputs": outputs,
         "unplaced": run.unplaced.relative_to(run.root).as_posix(),
     }
+    if positions is not None:
+        manifest["positions"] = {
+            **positions.describe(), "sha256": identity["positions"]["sha256"],
+            "placed": planned.table.num_rows, "unplaced": len(planned.placement.unplaced),
+            "unplaced_by_reason": _reason_counts(planned.placement.unplaced),
+        }
     write_json_atomic(run.manifest, manifest)
     return manifest
+
+
+def _reason_counts(unplaced) -> dict[str, int]:
+    """How many objects were refused for each kind of reason (the full list is in work/unplaced.json)."""
+    kinds = (("outside the", "outside the map"), ("margin", "footprint leaves the margin"),
+             ("overlap", "overlap"), ("not finite", "not on the map's projection"), ("empty", "empty footprint"))
+    counts: dict[str, int] = {}
+    for u in unplaced:
+        kind = next((label for key, label in kinds if key in u.reason), "other")
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
@@ -388,6 +418,11 @@ def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
         parser.add_argument(
             "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
             help="override any MapSpec field, e.g. --set placement.n_objects=2000 (repeatable)",
+        )
+        parser.add_argument(
+            "--positions", default=None, metavar="CATALOGUE",
+            help="put object i at row i of this FITS/CSV/Parquet/text catalogue (RA/Dec or x/y columns; "
+                 "class names and k read when present) instead of placing n_objects at random",
         )
     parser.add_argument("--workers", type=int, default=None, help="sampler actors and parallel chunk owners")
     parser.add_argument("--resume", action="store_true", help="finish a previous run of the same spec in --out")
@@ -425,8 +460,14 @@ def describe(manifest: dict[str, Any], out: Path) -> str:
 
 def run_from_args(args: argparse.Namespace, demo: bool = False) -> int:
     spec = spec_from_args(args, demo=demo)
+    positions = None
+    if not demo and args.positions is not None:
+        from radiff_scale.compose.positions import positions_from_catalogue
+
+        positions = positions_from_catalogue(args.positions)
     manifest = run_make_map(
-        spec, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, use_gpu=args.gpu
+        spec, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, use_gpu=args.gpu,
+        positions=positions,
     )
     print(describe(manifest, Path(args.out)))
     return 0

@@ -1,13 +1,56 @@
 """radiff_scale: controllable diffusion models for radio-astronomy cutouts, scaled to large maps.
 
 The library never needs a Ray cluster; only ``actors/`` and ``jobs/`` know about Ray.
+
+The Python API (``from radiff_scale import make_map, MapSpec``) is resolved on first use:
+``import radiff_scale`` stays instant (the CLI's ``--help`` and ``--version`` import it),
+and torch and Ray are only imported when a map is actually made.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("radiff-scale")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+#: Public name -> module that defines it (imported lazily by __getattr__).
+_API = {
+    "make_map": "radiff_scale.api",
+    "MapResult": "radiff_scale.api",
+    "Positions": "radiff_scale.compose.positions",
+    "positions_from_catalogue": "radiff_scale.compose.positions",
+    "MapSpec": "radiff_scale.compose.spec",
+    "SamplerSpec": "radiff_scale.compose.spec",
+    "PlacementConfig": "radiff_scale.compose.planner",
+    "RadiffError": "radiff_scale.errors",
+}
+
+__all__ = [
+    "MapResult", "MapSpec", "PlacementConfig", "Positions", "RadiffError", "SamplerSpec", "__version__",
+    "make_map", "positions_from_catalogue",
+]
+
+if TYPE_CHECKING:
+    from radiff_scale.api import MapResult, make_map
+    from radiff_scale.compose.positions import Positions, positions_from_catalogue
+    from radiff_scale.compose.planner import PlacementConfig
+    from radiff_scale.compose.spec import MapSpec, SamplerSpec
+    from radiff_scale.errors import RadiffError
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'radiff_scale' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

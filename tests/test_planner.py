@@ -13,6 +13,7 @@ from radiff_scale.compose.planner import (
     PlacementConfig,
     place_at,
     place_objects,
+    plan_given,
     plan_objects,
 )
 from radiff_scale.config import from_dict
@@ -98,6 +99,23 @@ def test_class_fraction_key_order_does_not_change_the_plan():
     a = PlacementConfig(n_objects=50, class_fractions={"compact": 0.6, "extended": 0.3, "spurious": 0.1})
     b = PlacementConfig(n_objects=50, class_fractions={"spurious": 0.1, "extended": 0.3, "compact": 0.6})
     assert plan_objects(a, (10, 10), 1) == plan_objects(b, (10, 10), 1)
+
+
+def test_given_plans_draw_only_what_is_missing_from_the_random_streams():
+    cfg = PlacementConfig(n_objects=6)
+    random = plan_objects(cfg, (10, 10), seed=4)
+    given = plan_given(cfg, 4, [-1, 3, -1, 1, -1, 2], [np.nan, np.nan, 9.5, 0.0, 12.0, np.nan])
+    assert [p.object_id for p in given] == [1, 2, 3, 4, 5, 6]
+    assert [p.seed for p in given] == [p.seed for p in random]  # the same tiles for the same ids
+    assert [p.class_id for p in given] == [random[0].class_id, 3, random[2].class_id, 1, random[4].class_id, 2]
+    assert [p.k for p in given] == [random[0].k, random[1].k, 9.5, 0.0, 12.0, random[5].k]  # 12 > k_cap: given wins
+
+
+@pytest.mark.parametrize(("classes", "ks", "message"), [([0], [1.0], "class id 0"), ([5], [1.0], "class id 5"),
+                                                          ([2], [-1.0], "k must be"), ([2], [np.inf], "k must be")])
+def test_given_plans_refuse_bad_values(classes, ks, message):
+    with pytest.raises(RadiffError, match=message):
+        plan_given(PlacementConfig(), 0, classes, ks)
 
 
 def test_density_gives_count_from_map_area():
@@ -228,6 +246,18 @@ def test_place_at_allows_overlap_up_to_the_limit():
     loose = place_at(_plans(2), fps, positions, (300, 300), PlacementConfig(overlap_fraction=0.5))
     assert [o.object_id for o in strict.placed] == [0]
     assert [o.object_id for o in loose.placed] == [0, 1]
+
+
+def test_place_at_reports_positions_off_the_map_without_touching_the_rest():
+    fps = [ellipse(3, 3)] * 5
+    # Pixel centres are whole numbers: the map covers [-0.5, 299.5) on each axis.
+    positions = [(150.0, -0.6), (300.0, 150.0), (np.nan, 10.0), (150.0, 150.0), (-0.5, 299.4)]
+    placement = place_at(_plans(5), fps, positions, (300, 300), PlacementConfig(margin_px=0))
+    reasons = {u.object_id: u.reason for u in placement.unplaced}
+    assert [o.object_id for o in placement.placed] == [3]
+    assert "outside the 300x300 map" in reasons[0] and "x=-0.6" in reasons[0]
+    assert "outside" in reasons[1] and "not finite" in reasons[2]
+    assert "outside" not in reasons[4] and "margin" in reasons[4]  # on the map, but its footprint is not
 
 
 def test_place_at_rejects_wrong_number_of_positions():

@@ -1,11 +1,15 @@
 """The driver's planning stage: plan objects, give each a mask, place them, record it all.
 
-Everything here is a function of the spec and the seed: the same spec gives the same
-placement table byte for byte, whatever runs the later stages.
+Everything here is a function of the spec and the seed (and, for catalogue-aware maps,
+of the given objects): the same inputs give the same placement table byte for byte,
+whatever runs the later stages. Random maps and catalogue maps share this one stage;
+they differ only in where the plans come from (the seed, or :class:`GivenObjects`) and
+in how footprints are placed (at random, or at the given pixels).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +22,9 @@ from radiff_scale.compose.planner import (
     Placement,
     PlacementConfig,
     mask_bbox,
+    place_at,
     place_objects,
+    plan_given,
     plan_objects,
 )
 from radiff_scale.compose.sigma import SigmaMap
@@ -76,6 +82,44 @@ class FootprintStack:
         return self.footprints[index].full()
 
 
+@dataclass(frozen=True)
+class GivenObjects:
+    """Objects whose positions the user gives, in pixels of the map, id = index + 1.
+
+    ``rows``/``cols`` are 0-based pixel coordinates (y, x) where each object's footprint
+    centroid goes; ``class_ids`` < 0 and NaN ``k`` mean "draw it as a random map would".
+    Sky coordinates and file formats are resolved before this (radiff_scale.api), so the
+    planner only ever sees pixels.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    class_ids: np.ndarray
+    k: np.ndarray
+
+    def __post_init__(self) -> None:
+        arrays = {
+            "rows": np.asarray(self.rows, dtype=np.float64), "cols": np.asarray(self.cols, dtype=np.float64),
+            "class_ids": np.asarray(self.class_ids, dtype=np.int64), "k": np.asarray(self.k, dtype=np.float64),
+        }
+        lengths = {name: a.shape for name, a in arrays.items()}
+        if len(set(lengths.values())) != 1 or arrays["rows"].ndim != 1:
+            raise ValueError(f"given objects need 1-D arrays of one length, got {lengths}")
+        for name, value in arrays.items():
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def fingerprint(self) -> str:
+        """sha256 of exactly what the plan depends on: a resumed run must be given the same objects."""
+        digest = hashlib.sha256(b"radiff-given-objects-v1")
+        for name in ("rows", "cols", "class_ids", "k"):
+            digest.update(np.ascontiguousarray(getattr(self, name)).astype("<f8" if name != "class_ids" else "<i8").tobytes())
+        return digest.hexdigest()
+
+
 @dataclass
 class PlannedMap:
     """The placement as columns (one row per placed object, in rank = id order) and masks."""
@@ -106,11 +150,25 @@ def plan_map(
     seed: int,
     bank: MaskBank,
     sigma: SigmaMap,
+    given: GivenObjects | None = None,
 ) -> PlannedMap:
-    plans = plan_objects(config, shape, seed, pixel_scale_arcsec)
+    """Plan, pick masks and place: at random from the seed, or at the ``given`` pixels.
+
+    With ``given``, ``config.n_objects``/``density_per_deg2`` are ignored (the objects
+    are the given ones) while the class fractions, k law, overlap fraction and margin
+    still apply; objects that cannot go where asked are in ``placement.unplaced``.
+    """
+    if given is None:
+        plans = plan_objects(config, shape, seed, pixel_scale_arcsec)
+    else:
+        plans = plan_given(config, seed, given.class_ids, given.k)
     bank_index, footprints = pick_footprints(plans, bank, seed)
     # The planner places the crops; the tile origin is the crop origin minus its offset.
-    placement = place_objects(plans, [f.crop for f in footprints], shape, config, seed)
+    crops = [f.crop for f in footprints]
+    if given is None:
+        placement = place_objects(plans, crops, shape, config, seed)
+    else:
+        placement = place_at(plans, crops, np.column_stack([given.rows, given.cols]), shape, config)
     position = {p.object_id: i for i, p in enumerate(plans)}
     columns: dict[str, list] = {name: [] for name in OBJECT_COLUMNS}
     kept: list[Footprint] = []

@@ -186,12 +186,54 @@ def plan_objects(
     """
     n = n_objects_for(config, map_shape, pixel_scale_arcsec)
     cumulative = np.cumsum(config.class_weights())
+    return [
+        ObjectPlan(object_id, _draw_class(cumulative, seed, object_id), _draw_object_k(config, seed, object_id),
+                   derive_seed(seed, object_id, "tile"))
+        for object_id in range(1, n + 1)
+    ]
+
+
+def _draw_class(cumulative: np.ndarray, seed: int, object_id: int) -> int:
+    """Class id of ``object_id`` from the (seed, id, "class") stream and cumulative class weights."""
+    u_class = derive_rng(seed, object_id, "class").random()
+    idx = min(int(np.searchsorted(cumulative, u_class, side="right")), len(OBJECT_CLASSES) - 1)
+    return int(OBJECT_CLASSES[idx])
+
+
+def _draw_object_k(config: PlacementConfig, seed: int, object_id: int) -> float:
+    return draw_k(config, float(derive_rng(seed, object_id, "k").random()))
+
+
+def plan_given(
+    config: PlacementConfig,
+    seed: int,
+    class_ids: Sequence[int] | np.ndarray,
+    k: Sequence[float] | np.ndarray,
+) -> list[ObjectPlan]:
+    """Plans for objects given one by one (a catalogue), ids 1..n in the given order.
+
+    A class id < 0 or a NaN ``k`` means "not given": that value is drawn from the very
+    stream :func:`plan_objects` uses for the same id, so a catalogue that gives only
+    positions gets the classes and k a random map of the same seed would have had.
+    Given values are used as they are: a given k is not capped at ``k_cap`` (the
+    catalogue is the authority), but it must be finite and >= 0.
+    """
+    class_ids = np.asarray(class_ids, dtype=np.int64)
+    k = np.asarray(k, dtype=np.float64)
+    if class_ids.shape != k.shape or class_ids.ndim != 1:
+        raise ValueError(f"class_ids {class_ids.shape} and k {k.shape} must be 1-D of the same length")
+    allowed = {int(c) for c in OBJECT_CLASSES}
+    cumulative = np.cumsum(config.class_weights())
     plans = []
-    for object_id in range(1, n + 1):
-        u_class = derive_rng(seed, object_id, "class").random()
-        idx = min(int(np.searchsorted(cumulative, u_class, side="right")), len(OBJECT_CLASSES) - 1)
-        k = draw_k(config, float(derive_rng(seed, object_id, "k").random()))
-        plans.append(ObjectPlan(object_id, int(OBJECT_CLASSES[idx]), k, derive_seed(seed, object_id, "tile")))
+    for i, (given_class, given_k) in enumerate(zip(class_ids.tolist(), k.tolist())):
+        object_id = i + 1
+        if given_class >= 0 and given_class not in allowed:
+            raise RadiffError(f"object {object_id}: class id {given_class} is not an object class")
+        if not math.isnan(given_k) and not (math.isfinite(given_k) and given_k >= 0):
+            raise RadiffError(f"object {object_id}: k must be a finite number >= 0, got {given_k}")
+        cls = given_class if given_class >= 0 else _draw_class(cumulative, seed, object_id)
+        value = given_k if not math.isnan(given_k) else _draw_object_k(config, seed, object_id)
+        plans.append(ObjectPlan(object_id, cls, float(value), derive_seed(seed, object_id, "tile")))
     return plans
 
 
@@ -359,8 +401,11 @@ def place_at(
 
     The centroid is the unweighted mean pixel of the footprint; the tile origin is rounded
     to whole pixels, so the centroid lands within half a pixel of the requested position.
-    Objects are taken in id order and refused (reported, not moved) when they would break
-    the overlap rule or leave the map minus ``margin_px``.
+    Objects are taken in id order and refused (reported, not moved) when their position
+    is not finite or outside the map (pixel centres are whole numbers, so the map covers
+    [-0.5, side - 0.5) on each axis), or when they would break the overlap rule or leave
+    the map minus ``margin_px``. Moving an object would make the catalogue lie about
+    where the user asked for it; refusing it keeps the truth exact.
     """
     positions = np.asarray(positions_rc, dtype=np.float64)
     if positions.ndim != 2 or positions.shape[1] != 2 or positions.shape[0] != len(plans):
@@ -375,7 +420,12 @@ def place_at(
             result.unplaced.append(UnplacedObject(plan.object_id, "empty footprint"))
             continue
         if not (math.isfinite(prow) and math.isfinite(pcol)):
-            result.unplaced.append(UnplacedObject(plan.object_id, "position is not finite"))
+            result.unplaced.append(UnplacedObject(plan.object_id, "position is not finite (not on the map's projection?)"))
+            continue
+        if not (-0.5 <= prow < height - 0.5 and -0.5 <= pcol < width - 0.5):
+            result.unplaced.append(
+                UnplacedObject(plan.object_id, f"position (x={pcol:g}, y={prow:g}) is outside the {width}x{height} map")
+            )
             continue
         rr, cc = np.nonzero(shape.crop)
         row0 = int(math.floor(prow - (rr.mean() + shape.dr) + 0.5))
@@ -385,7 +435,7 @@ def place_at(
         clo, chi = _inside_range(width, margin, shape.dc, w)
         if not (rlo <= row0 <= rhi and clo <= col0 <= chi):
             result.unplaced.append(
-                UnplacedObject(plan.object_id, f"footprint at ({prow:g}, {pcol:g}) leaves the map minus {margin} px margin")
+                UnplacedObject(plan.object_id, f"footprint at (x={pcol:g}, y={prow:g}) leaves the map minus {margin} px margin")
             )
             continue
         ok, frac = _accept(occupancy, shape, row0, col0, config.overlap_fraction)
@@ -393,7 +443,7 @@ def place_at(
             result.unplaced.append(
                 UnplacedObject(
                     plan.object_id,
-                    f"overlap {frac:.3f} at ({prow:g}, {pcol:g}) > allowed {config.overlap_fraction}",
+                    f"overlap {frac:.3f} at (x={pcol:g}, y={prow:g}) > allowed {config.overlap_fraction}",
                 )
             )
             continue

@@ -1,0 +1,432 @@
+"""Object positions given by the user (a catalogue file, a table, or arrays), checked and resolved to pixels.
+
+What :func:`radiff_scale.api.make_map` takes as ``positions``: RA/Dec (deg) or 0-based
+pixel x/y, optionally a class (name, alias or id) and k (peak S/N) per row. Rows become
+:class:`~radiff_scale.compose.placement_stage.GivenObjects` in the map's pixels; the
+conventions (id = row + 1, mask-centroid placement, what a missing class or k means)
+are in :mod:`radiff_scale.api`. Catalogue files: Parquet, CSV, FITS tables and
+whitespace text (SDC1's truth catalogue format), with tolerant column names.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from radiff_scale.classes import OBJECT_CLASSES, class_from_id, class_from_name
+from radiff_scale.errors import RadiffError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from radiff_scale.compose.placement_stage import GivenObjects
+    from radiff_scale.compose.wcs import MapGeometry
+
+#: Column names recognised, after lower-casing and dropping everything but letters and
+#: digits ("RA_deg", "RA (centroid)" -> "radeg", "racentroid"), in order of preference.
+#: SDC1's text catalogue has both core and centroid positions; its x/y are of the centroid.
+RA_NAMES = ("ra", "radeg", "raj2000", "ra2000", "racentroid", "rightascension", "racore")
+DEC_NAMES = ("dec", "decdeg", "dej2000", "decj2000", "dec2000", "deccentroid", "declination", "deccore")
+X_NAMES = ("x", "xpix", "xpixel", "xcentroid", "xc")
+Y_NAMES = ("y", "ypix", "ypixel", "ycentroid", "yc")
+CLASS_NAMES = ("class", "classname", "classid", "objectclass")
+K_NAMES = ("k", "snr", "peaksnr")
+
+#: File suffixes of each catalogue reader.
+SUFFIXES = {
+    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
+    ".fits.gz": "fits", ".txt": "text", ".dat": "text", ".cat": "text",
+}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def _class_id(value: Any, where: str) -> int:
+    """Our class id for a name (aliases accepted) or an id; -1 for an empty cell (draw it)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, int) and value == -1):
+        return -1  # -1: "not given", as Positions stores it
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or text.lower() in ("nan", "none", "null", "--"):
+            return -1
+        try:
+            cls = class_from_id(int(text)) if re.fullmatch(r"[+-]?\d+", text) else class_from_name(text)
+        except RadiffError as exc:
+            raise RadiffError(f"{where}: {exc}") from None
+    else:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise RadiffError(f"{where}: class {value!r} is neither a class name nor an id") from None
+        if not number.is_integer():
+            raise RadiffError(f"{where}: class id {value!r} is not a whole number")
+        try:
+            cls = class_from_id(int(number))
+        except RadiffError as exc:
+            raise RadiffError(f"{where}: {exc}") from None
+    if cls not in OBJECT_CLASSES:
+        known = ", ".join(f"{c.label} ({int(c)})" for c in OBJECT_CLASSES)
+        raise RadiffError(f"{where}: class {cls.label!r} is not an object class (one of {known})")
+    return int(cls)
+
+
+def _floats(values: Any, what: str, source: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RadiffError(f"{source}: {what} must be numbers") from None
+    if array.ndim != 1:
+        raise RadiffError(f"{source}: {what} must be one value per object, got shape {array.shape}")
+    return array
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Where each object goes (one row per object, in id order), with optional class and k.
+
+    Give either ``x``/``y`` (0-based pixels of the map to make: x = column, y = row) or
+    ``ra``/``dec`` (degrees, converted through the map's WCS). ``classes``: names
+    (``compact``, aliases such as ``galaxy``) or ids (1 spurious, 2 compact, 3
+    extended), None/empty/NaN/-1 for "draw it"; stored as ids, -1 where drawn. ``k``:
+    the peak signal-to-noise against the local noise, None/NaN for "draw it". ``source``
+    says where the rows came from (errors name it; it goes into the manifest).
+    """
+
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    ra: np.ndarray | None = None
+    dec: np.ndarray | None = None
+    classes: np.ndarray | Sequence[Any] | None = None
+    k: np.ndarray | Sequence[float] | None = None
+    source: str = "positions"
+
+    def __post_init__(self) -> None:
+        pixel = self.x is not None or self.y is not None
+        sky = self.ra is not None or self.dec is not None
+        if pixel == sky:
+            raise RadiffError(f"{self.source}: give either x and y (pixels) or ra and dec (degrees), "
+                              f"not {'both' if pixel else 'neither'}")
+        first, second = ("x", "y") if pixel else ("ra", "dec")
+        for name in (first, second):
+            if getattr(self, name) is None:
+                raise RadiffError(f"{self.source}: {first}/{second} given without {name}")
+        a = _floats(getattr(self, first), first, self.source)
+        b = _floats(getattr(self, second), second, self.source)
+        n = a.shape[0]
+        if b.shape[0] != n:
+            raise RadiffError(f"{self.source}: {first} has {n} values but {second} has {b.shape[0]}")
+        object.__setattr__(self, first, a)
+        object.__setattr__(self, second, b)
+        if self.classes is None:
+            classes = np.full(n, -1, dtype=np.int64)
+        else:
+            values = list(self.classes.tolist() if isinstance(self.classes, np.ndarray) else self.classes)
+            if len(values) != n:
+                raise RadiffError(f"{self.source}: {len(values)} classes for {n} positions")
+            classes = np.array([_class_id(v, f"{self.source} row {i}") for i, v in enumerate(values)], dtype=np.int64)
+        object.__setattr__(self, "classes", classes)
+        if self.k is None:
+            k = np.full(n, np.nan)
+        else:
+            k = _floats([np.nan if v is None else v for v in (self.k.tolist() if isinstance(self.k, np.ndarray) else self.k)],
+                        "k", self.source)
+            if k.shape[0] != n:
+                raise RadiffError(f"{self.source}: {k.shape[0]} k values for {n} positions")
+            bad = np.flatnonzero(~np.isnan(k) & ~(np.isfinite(k) & (k >= 0)))
+            if bad.size:
+                raise RadiffError(f"{self.source} row {int(bad[0])}: k must be a finite number >= 0, got {k[bad[0]]}")
+        object.__setattr__(self, "k", k)
+
+    def __len__(self) -> int:
+        return int((self.x if self.x is not None else self.ra).shape[0])
+
+    @property
+    def coords(self) -> str:
+        """``pixel`` or ``sky``."""
+        return "pixel" if self.x is not None else "sky"
+
+    @classmethod
+    def from_table(cls, table: pa.Table | Mapping[str, Any], *, source: str = "table", **columns: str | None) -> Positions:
+        """Positions from a pyarrow table or a mapping of column name -> values.
+
+        Column names are matched tolerantly (see :func:`positions_from_catalogue`, whose
+        keyword arguments ``columns`` takes: ``ra``, ``dec``, ``x``, ``y``, ``class_column``,
+        ``k_column``, ``coords``, ``class_map``).
+        """
+        if hasattr(table, "column_names") and hasattr(table, "column"):
+            data = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+        elif isinstance(table, Mapping):
+            data = {str(name): np.asarray(values) for name, values in table.items()}
+        else:
+            raise RadiffError(f"{source}: positions must be a Positions, a pyarrow table, a mapping of columns "
+                              f"or a catalogue path, got {type(table).__name__}")
+        return _positions_from_columns(data, source, **columns)
+
+    def resolve(self, geometry: MapGeometry) -> GivenObjects:
+        """The objects in pixels of ``geometry``'s map (what the planner places)."""
+        from radiff_scale.compose.placement_stage import GivenObjects
+
+        if self.coords == "pixel":
+            rows, cols = self.y, self.x
+        else:
+            # Our WCS has no distortion terms, so the direct transform is exact; a point off the
+            # projection (e.g. the far hemisphere of SIN) comes back as NaN and is reported per object.
+            with np.errstate(invalid="ignore"):
+                cols, rows = geometry.wcs().wcs_world2pix(self.ra, self.dec, 0)
+        return GivenObjects(rows=rows, cols=cols, class_ids=self.classes, k=self.k)
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about the given objects."""
+        return {"source": self.source, "rows": len(self), "coords": self.coords,
+                "classes_given": int(np.count_nonzero(self.classes >= 0)),
+                "k_given": int(np.count_nonzero(~np.isnan(self.k)))}
+
+
+# ---- reading catalogue files ---------------------------------------------------------------
+
+
+def positions_from_catalogue(
+    path: str | Path,
+    *,
+    coords: str = "auto",
+    ra: str | None = None,
+    dec: str | None = None,
+    x: str | None = None,
+    y: str | None = None,
+    class_column: str | None = "auto",
+    class_map: Mapping[Any, Any] | None = None,
+    k_column: str | None = "auto",
+) -> Positions:
+    """Read object positions from a FITS table, CSV, Parquet or whitespace text catalogue.
+
+    Columns are found by name, ignoring case and punctuation (RA, ra, RA_deg, RAJ2000,
+    "RA (centroid)"; Dec alike; x/y): name them with ``ra=``/``dec=``/``x=``/``y=`` when
+    the guess is wrong. ``coords``: ``sky`` (RA/Dec), ``pixel`` (x/y) or ``auto`` (RA/Dec
+    when present: a catalogue's pixel columns usually belong to some other image).
+
+    Classes: ``class_column="auto"`` reads a column of class *names* (e.g. our own
+    catalogue's ``class_name``); a column of integer codes is only read when named
+    (``class_column="CLASS"``), because catalogues code classes differently (SDC1's CLASS
+    1..3 are SS-AGN, FS-AGN, SFG, not our ids) -- translate with ``class_map`` (e.g.
+    ``{1: "extended", 2: "compact", 3: "compact"}``). ``None`` draws every class.
+    ``k_column`` likewise (auto: a column named k, snr or peak_snr; None draws every k).
+
+    Text catalogues: whitespace-separated numbers; column names from the first non-numeric
+    line, or from SDC1-style ``COLUMNn: NAME [unit] ...`` lines when present.
+    """
+    path = Path(path)
+    data = read_catalogue_columns(path)
+    return _positions_from_columns(data, str(path), coords=coords, ra=ra, dec=dec, x=x, y=y,
+                                   class_column=class_column, class_map=class_map, k_column=k_column)
+
+
+def read_catalogue_columns(path: str | Path) -> dict[str, np.ndarray]:
+    """Every 1-D column of a catalogue file, by its name in the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RadiffError(f"catalogue {path}: no such file")
+    name = path.name.lower()
+    kind = next((kind for suffix, kind in SUFFIXES.items() if name.endswith(suffix)), None)
+    if kind is None:
+        raise RadiffError(f"catalogue {path}: unknown format (expected .fits, .csv, .parquet or a .txt table)")
+    try:
+        data = {"parquet": _read_parquet, "csv": _read_csv, "fits": _read_fits, "text": _read_text}[kind](path)
+    except RadiffError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any reader failure is a bad input file, said in one line
+        message = " ".join(str(exc).split())[:200]
+        raise RadiffError(f"catalogue {path}: cannot read it as {kind} ({type(exc).__name__}: {message})") from None
+    if not data:
+        raise RadiffError(f"catalogue {path}: no columns")
+    return data
+
+
+def _read_parquet(path: Path) -> dict[str, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    return {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names}
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(path)
+    return {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names}
+
+
+def _read_fits(path: Path) -> dict[str, np.ndarray]:
+    from astropy.io import fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-standard units in real catalogues are not our concern here
+        with fits.open(path, memmap=False) as hdul:
+            table = next((h for h in hdul if isinstance(h, (fits.BinTableHDU, fits.TableHDU))), None)
+            if table is None:
+                raise RadiffError(f"catalogue {path}: no table extension in this FITS file")
+            return {col.name: np.array(table.data[col.name]) for col in table.columns
+                    if np.ndim(table.data[col.name]) == 1}
+
+
+_SDC_COLUMN = re.compile(r"^COLUMN(\d+):\s*(.*?)\s*(\[|$)")
+
+
+def _read_text(path: Path) -> dict[str, np.ndarray]:
+    """Numbers only, below one header line (or SDC1-style ``COLUMNn:`` descriptions, whose
+    notes may run over several lines), and one number per column in every row: a line that
+    does not fit is an error, never skipped."""
+    described: dict[int, str] = {}
+    header: list[str] | None = None
+    rows: list[list[float]] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            match = _SDC_COLUMN.match(text)
+            if match and not rows:
+                described[int(match.group(1))] = match.group(2)
+                continue
+            words = text.split()
+            try:
+                rows.append([float(w) for w in words])
+            except ValueError:
+                if rows or (header is not None and not described):  # one header line, or SDC1-style notes
+                    raise RadiffError(f"catalogue {path}: line {number} is not all numbers (text catalogues "
+                                      "hold numbers only; use CSV for class names)") from None
+                if header is None:
+                    header = words
+                continue
+            width = len(described) or (len(header) if header else 0)
+            if width and len(words) != width:
+                raise RadiffError(f"catalogue {path}: line {number} has {len(words)} values for {width} columns")
+    names = [described[i] for i in sorted(described)] if described else header
+    if not names:
+        raise RadiffError(f"catalogue {path}: no column names (a header line or COLUMNn: lines)")
+    if not rows:
+        raise RadiffError(f"catalogue {path}: no data rows")
+    values = np.array(rows, dtype=np.float64)
+    return {name: values[:, i] for i, name in enumerate(names)}
+
+
+def _find(data: Mapping[str, np.ndarray], explicit: str | None, candidates: Sequence[str], what: str,
+          source: str) -> str | None:
+    by_norm: dict[str, str] = {}
+    for name in data:
+        by_norm.setdefault(_normalise(name), name)
+    if explicit is not None:
+        if explicit in data:
+            return explicit
+        found = by_norm.get(_normalise(explicit))
+        if found is None:
+            raise RadiffError(f"{source}: no column {explicit!r} for {what} (columns: {_listing(data)})")
+        return found
+    return next((by_norm[c] for c in candidates if c in by_norm), None)
+
+
+def _listing(data: Mapping[str, Any], limit: int = 12) -> str:
+    names = list(data)
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _is_text(values: np.ndarray) -> bool:
+    if values.dtype.kind in "USO" and values.size:
+        return any(isinstance(v, (str, bytes)) for v in values.tolist())
+    return values.dtype.kind in "US"
+
+
+def _positions_from_columns(
+    data: Mapping[str, np.ndarray],
+    source: str,
+    *,
+    coords: str = "auto",
+    ra: str | None = None,
+    dec: str | None = None,
+    x: str | None = None,
+    y: str | None = None,
+    class_column: str | None = "auto",
+    class_map: Mapping[Any, Any] | None = None,
+    k_column: str | None = "auto",
+) -> Positions:
+    if coords not in ("auto", "sky", "pixel"):
+        raise RadiffError(f"coords must be 'auto', 'sky' or 'pixel', got {coords!r}")
+    if (ra or dec) and coords == "pixel" or (x or y) and coords == "sky":
+        raise RadiffError(f"{source}: coords={coords!r} contradicts the columns named")
+    if ra or dec:
+        coords = "sky"
+    elif (x or y) and coords == "auto":
+        coords = "pixel"
+    sky = (_find(data, ra, RA_NAMES, "RA", source), _find(data, dec, DEC_NAMES, "Dec", source))
+    pix = (_find(data, x, X_NAMES, "x", source), _find(data, y, Y_NAMES, "y", source))
+    if coords == "auto":
+        coords = "sky" if all(sky) else "pixel" if all(pix) else ""
+    if not coords:
+        half = next((pair for pair in (sky, pix) if any(pair)), None)
+        detail = f" (found only {next(n for n in half if n)!r})" if half else ""
+        raise RadiffError(f"{source}: no RA/Dec or x/y columns{detail} (columns: {_listing(data)})")
+    names = sky if coords == "sky" else pix
+    if not all(names):
+        wanted = ("RA", "Dec") if coords == "sky" else ("x", "y")
+        missing = wanted[names.index(None)]
+        raise RadiffError(f"{source}: no {missing} column (columns: {_listing(data)})")
+    first, second = (_floats(data[n], f"column {n!r}", source) for n in names)
+
+    classes = None
+    if class_column is not None:
+        if class_column == "auto":
+            name = _auto_class_column(data)
+        else:
+            name = _find(data, class_column, CLASS_NAMES, "class", source)
+        if name is not None:
+            classes = list(data[name].tolist())
+        if class_map is not None:
+            if name is None:
+                raise RadiffError(f"{source}: class_map given but no class column (name it with class_column=)")
+            classes = [_mapped(v, class_map, f"{source} row {i}, column {name!r}") for i, v in enumerate(classes)]
+    elif class_map is not None:
+        raise RadiffError("class_map needs a class column (class_column=None draws every class)")
+    k = None
+    if k_column is not None:
+        name = _find(data, None if k_column == "auto" else k_column, K_NAMES, "k", source)
+        if name is not None:
+            k = _floats(data[name], f"column {name!r}", source)
+    if coords == "sky":
+        return Positions(ra=first, dec=second, classes=classes, k=k, source=source)
+    return Positions(x=first, y=second, classes=classes, k=k, source=source)
+
+
+def _auto_class_column(data: Mapping[str, np.ndarray]) -> str | None:
+    """A column of class names, else one explicitly called class_id; never other integer codes,
+    which differ between catalogues (SDC1's CLASS 1..3 are SS-AGN, FS-AGN, SFG)."""
+    names = [n for n in data if _normalise(n) in CLASS_NAMES]
+    names.sort(key=lambda n: CLASS_NAMES.index(_normalise(n)))
+    return next((n for n in names if _is_text(data[n])), next((n for n in names if _normalise(n) == "classid"), None))
+
+
+def _mapped(value: Any, class_map: Mapping[Any, Any], where: str) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    for key in (value, str(value).strip()) + ((int(value),) if isinstance(value, float) and value.is_integer() else ()):
+        if key in class_map:
+            return class_map[key]
+    raise RadiffError(f"{where}: value {value!r} is not in class_map (keys: {', '.join(map(repr, class_map))})")
+
+
+def as_positions(positions: Positions | pa.Table | Mapping[str, Any] | str | Path) -> Positions:
+    """Whatever :func:`make_map` accepts as ``positions``, as :class:`Positions`."""
+    if isinstance(positions, Positions):
+        return positions
+    if isinstance(positions, (str, Path)):
+        return positions_from_catalogue(positions)
+    return Positions.from_table(positions)
