@@ -102,8 +102,11 @@ def _geometry_and_background(spec: MapSpec):
 
 
 def _mask_bank(spec: MapSpec):
+    """The bank of ``masks: bank`` / ``bank:PATH`` (``prior`` masks are sampled later: :func:`prior_mask_bank`)."""
     from radiff_scale.data.mask_bank import MaskBank
 
+    if spec.masks == "prior":
+        return None
     if spec.masks == "bank":
         return MaskBank.default()
     path = Path(spec.masks.split(":", 1)[1])
@@ -183,6 +186,49 @@ def sample_tiles_stage(
     log.counts["tile_batches_total"] = total
     log.counts["tile_batches_sampled"] = done_now
     log.counts["tile_batches_resubmitted"] = resubmitted
+
+
+def check_mask_prior(spec: MapSpec, model_dir: Path | None) -> None:
+    """``masks: prior`` needs model-sampled tiles and a bundle that has a mask prior (checked before any work)."""
+    if spec.masks != "prior":
+        return
+    if model_dir is None:
+        raise RadiffError("masks: prior needs tiles: model (a tile bank brings its own masks)")
+    try:
+        components = json.loads((model_dir / INDEX).read_text()).get("components") or []
+    except (OSError, ValueError) as exc:
+        raise RadiffError(f"{model_dir / INDEX}: cannot read the model bundle index ({exc})") from None
+    if "mask_prior" not in components:
+        raise RadiffError(f"model {model_dir} has no mask prior: use masks: bank, or train one (radiff-scale train --stage mask)")
+
+
+def prior_mask_bank(spec: MapSpec, run, model_dir: Path, use_gpu: bool, progress: bool, log: StageLog):
+    """A MaskBank of ``spec.mask_pool`` masks invented by the mask prior on the sampler actors.
+
+    Mask ``i`` of the pool depends only on (run seed, i), so the pool -- and every object
+    picked from it -- is the same for any number of actors; the pool is a resumable
+    store in the run folder, so ``--resume`` does not sample it again.
+    """
+    import numpy as np
+    import zarr
+
+    from actors.sampling_stage import sample_masks_to_store
+    from radiff_scale.data.mask_bank import MaskBank
+    from radiff_scale.seeding import derive_seed
+
+    s = spec.sampler
+    seeds = [derive_seed(spec.seed, i, "mask-prior") for i in range(spec.mask_pool)]
+    bar = _bar(progress, spec.mask_pool, "masks (prior)", "mask")
+    try:
+        counts = sample_masks_to_store(
+            str(model_dir), seeds, run.mask_pool, s.batch_size, s.steps, s.name, spec.workers, use_gpu=use_gpu,
+            on_batch=lambda _batch, k: bar.update(k),
+        )
+    finally:
+        bar.close()
+    log.counts["mask_pool_batches_sampled"] = counts.batches_sampled
+    masks = np.asarray(zarr.open_array(str(run.mask_pool), mode="r")[:])
+    return MaskBank(masks, source=f"the mask prior's {len(masks)} masks (masks: prior; raise mask_pool for more)")
 
 
 def _tile_bank(spec: MapSpec):
@@ -317,6 +363,7 @@ def run_make_map(
     model_dir = resolve_model_dir(spec.model) if tile_bank is None else None
     card = read_card(model_dir) if tile_bank is None else tile_bank.card
     geometry, source, sigma = _geometry_and_background(spec)
+    check_mask_prior(spec, model_dir)
     bank = _mask_bank(spec) if tile_bank is None else tile_bank  # a bank's masks come with its tiles
     if tile_bank is not None:  # never silent: reused tiles are a different product
         print(f"tiles: copied from the tile bank {tile_bank.source} ({len(tile_bank)} pre-sampled tiles, "
@@ -336,6 +383,15 @@ def run_make_map(
         sigma = sigma_map(source)
     log.timed("sigma_map", t)
 
+    from jobs._entry import connect_ray
+
+    # No dashboard and no worker logs locally: the driver's progress bars say all there is.
+    connect_ray(spec.workers, include_dashboard=False, log_to_driver=False, configure_logging=True)
+    if bank is None:
+        t = time.perf_counter()
+        bank = prior_mask_bank(spec, run, model_dir, use_gpu, progress, log)
+        log.timed("mask_pool", t)
+
     t = time.perf_counter()
     planned = plan_map(spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma, given)
     # Masks go to disk one batch (= one store chunk) at a time: the driver never holds them all.
@@ -353,10 +409,6 @@ def run_make_map(
         print(f"planned {planned.n_planned} objects, placed {planned.table.num_rows} on a "
               f"{geometry.shape[0]}x{geometry.shape[1]} map", file=sys.stderr)
 
-    from jobs._entry import connect_ray
-
-    # No dashboard and no worker logs locally: the driver's progress bars say all there is.
-    connect_ray(spec.workers, include_dashboard=False, log_to_driver=False, configure_logging=True)
     t = time.perf_counter()
     sample_tiles_stage(spec, run, planned, source, model_dir, use_gpu, progress, log, tile_bank)
     log.timed("tiles", t)
@@ -416,6 +468,10 @@ def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
             help="tile source: sample with the model (default) or reuse a tile bank .npz (radiff-scale make-tile-bank)",
         )
         parser.add_argument(
+            "--masks", default=None, metavar="bank|bank:PATH|prior",
+            help="mask source: the shipped real mask bank (default), an .npz bank, or the model's mask prior",
+        )
+        parser.add_argument(
             "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
             help="override any MapSpec field, e.g. --set placement.n_objects=2000 (repeatable)",
         )
@@ -438,7 +494,7 @@ def spec_from_args(args: argparse.Namespace, demo: bool = False) -> MapSpec:
     overrides: dict[str, Any] = {}
     if not demo:
         overrides.update(dict(parse_override(o) for o in args.overrides))
-        for name in ("size", "background", "seed", "tiles"):
+        for name in ("size", "background", "seed", "tiles", "masks"):
             if getattr(args, name) is not None:
                 overrides[name] = getattr(args, name)
     if args.workers is not None:

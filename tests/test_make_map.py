@@ -166,3 +166,46 @@ def test_background_without_celestial_wcs_is_refused(tmp_path: Path, capsys, tin
     assert make_map_main(args) == 2
     err = capsys.readouterr().err
     assert "plain.fits" in err and "WCS" in err.upper()
+
+
+
+@pytest.fixture(scope="module")
+def prior_bundle(tmp_path_factory, tiny_bundle: Path) -> Path:
+    """The tiny bundle plus a mask prior of the demo architecture (random weights: its masks are blotches)."""
+    from radiff_scale.models import RadiffModels, load_models_config
+
+    models = RadiffModels.load(tiny_bundle)
+    models.mask_prior = RadiffModels.from_config(load_models_config(REPO / "configs" / "demo.yaml"), seed=1).mask_prior
+    return models.save(tmp_path_factory.mktemp("prior") / "bundle")
+
+
+def test_masks_from_the_mask_prior(prior_bundle: Path, tmp_path: Path, ray_local) -> None:
+    import dataclasses
+
+    import zarr
+
+    spec = dataclasses.replace(small_spec(prior_bundle, workers=2, size=512, n=6), masks="prior", mask_pool=6)
+    out = tmp_path / "prior"
+    manifest = run_make_map(spec, out, progress=False)
+    assert manifest["counts"]["mask_pool_batches_sampled"] == 2  # 6 masks in batches of 4
+    pool = zarr.open_array(str(out / "work" / "mask_pool.zarr"), mode="r")[:]
+    assert pool.shape == (6, 128, 128) and pool.dtype == np.uint8
+    # Every placed object's mask is one object of a pool mask (as from a bank): one class, and some pool
+    # mask holds at least as many pixels of that class.
+    masks = zarr.open_array(str(out / "work" / "masks.zarr"), mode="r")[:]
+    assert len(masks) == manifest["counts"]["objects_placed"] > 0
+    for mask in masks:
+        (cls,) = np.unique(mask[mask > 0])
+        assert max((m == cls).sum() for m in pool) >= (mask == cls).sum()
+    # Resuming a finished run samples nothing again, and the map is unchanged.
+    before = (out / "map.fits").read_bytes()
+    again = run_make_map(spec, out, resume=True, progress=False)
+    assert again["counts"]["mask_pool_batches_sampled"] == 0 and (out / "map.fits").read_bytes() == before
+
+
+def test_masks_prior_needs_a_bundle_with_a_mask_prior(tmp_path: Path, capsys, tiny_bundle: Path) -> None:
+    args = ["--out", str(tmp_path / "x"), "--size", "512", "--masks", "prior", "--set", f"model={tiny_bundle}"]
+    assert make_map_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "has no mask prior" in err, err
+    assert not (tmp_path / "x").exists()

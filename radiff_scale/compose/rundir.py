@@ -3,8 +3,8 @@
 Layout of ``OUT/``::
 
     spec.json          resolved MapSpec identity, written first (what --resume checks)
-    work/objects.parquet   the placement: one row per placed object (driver output)
     work/unplaced.json     objects that could not be placed, with reasons
+    work/mask_pool.zarr    masks invented by the mask prior (only with ``masks: prior``)
     work/masks.zarr        one single-object class mask per placed object (rank order)
     work/tiles.zarr        one generated tile per placed object; one chunk per batch
     work/catalogue/        catalogue rows, one part per mosaic chunk that owns objects
@@ -44,12 +44,12 @@ class RunDir:
         return self.root / "work"
 
     @property
-    def objects(self) -> Path:
-        return self.work / "objects.parquet"
-
-    @property
     def unplaced(self) -> Path:
         return self.work / "unplaced.json"
+
+    @property
+    def mask_pool(self) -> Path:
+        return self.work / "mask_pool.zarr"
 
     @property
     def masks(self) -> Path:

@@ -65,7 +65,9 @@ class MapSpec:
     the background is synthetic beam-correlated noise of ``noise_rms_jy`` on a
     ``size`` x ``size`` grid centred on ``centre_ra_deg``/``centre_dec_deg``.
 
-    ``masks``: ``bank`` (the shipped real mask bank), ``bank:PATH`` (an .npz like it).
+    ``masks``: ``bank`` (the shipped real mask bank), ``bank:PATH`` (an .npz like it), or
+    ``prior``: ``mask_pool`` masks invented by the model's mask prior on the sampler
+    actors (seeded by the run seed), from which objects are picked exactly as from a bank.
     ``tiles``: ``model`` (sample with the diffusion model named by ``model``: ``demo``
     for the shipped weights or a bundle folder) or ``bank:PATH`` (copy flipped/rotated
     tiles from a pre-sampled tile bank, see radiff_scale.compose.tile_bank; the masks
@@ -88,6 +90,7 @@ class MapSpec:
     chunk: int = 2048
     workers: int = 2
     masks: str = "bank"
+    mask_pool: int = 256
     tiles: str = "model"
     model: str = "demo"
 
@@ -104,8 +107,10 @@ class MapSpec:
             raise RadiffError(f"seed must be >= 0, got {self.seed}")
         if self.workers < 1:
             raise RadiffError(f"workers must be >= 1, got {self.workers}")
-        if not (self.masks == "bank" or self.masks.startswith("bank:")):
-            raise RadiffError(f"masks {self.masks!r}: expected 'bank' or 'bank:PATH'")
+        if not (self.masks in ("bank", "prior") or self.masks.startswith("bank:")):
+            raise RadiffError(f"masks {self.masks!r}: expected 'bank', 'bank:PATH' or 'prior'")
+        if self.mask_pool < 1:
+            raise RadiffError(f"mask_pool must be >= 1, got {self.mask_pool}")
         if self.tiles.startswith("bank:"):
             if not self.tiles[len("bank:"):] or not Path(self.tiles[len("bank:"):]).is_file():
                 raise RadiffError(f"tiles {self.tiles}: no such tile bank file (make one with radiff-scale make-tile-bank)")
@@ -125,6 +130,8 @@ class MapSpec:
         """The fields that decide the output bytes (``workers`` does not)."""
         data = self.to_dict()
         data.pop("workers")
+        if self.masks != "prior":
+            data.pop("mask_pool")  # unused: a bank run's identity stays what it was
         return data
 
 
