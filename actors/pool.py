@@ -43,19 +43,28 @@ def run_on_actors(
     on_result: Callable[[Hashable, Any], None],
     in_flight: int = 2,
     max_attempts: int = 4,
+    start_timeout_s: float = 1800.0,
 ) -> PoolStats:
     """Run ``submit(actor, key)`` for every key until each has a result or fails too often.
 
     ``on_result(key, result)`` runs on the driver, once per key (a key whose first
-    attempt was lost gets exactly one result from its retry).
+    attempt was lost gets exactly one result from its retry). Work only goes to actors
+    that have started (answered a ping): on a fixed cluster smaller than the pool the
+    surplus actors never get resources, and work queued on them would wait forever;
+    on an autoscaling cluster they join as their nodes come up. If none has started
+    after ``start_timeout_s`` (GPU nodes of an autoscaling cluster can take minutes),
+    the run stops with an error naming what the actors wait for.
     """
+    import time
+
     if in_flight < 1:
         raise ValueError(f"in_flight must be >= 1, got {in_flight}")
     pending: deque[Hashable] = deque(keys)
     attempts: dict[Hashable, int] = {}
     running: dict[ray.ObjectRef, tuple[Hashable, Any]] = {}
+    starting: dict[ray.ObjectRef, Any] = {actor.ping.remote(): actor for actor in actors} if pending else {}
     load = {id(a): 0 for a in actors}
-    live = list(actors)
+    live: list[Any] = []
     stats = PoolStats()
 
     def fill() -> None:
@@ -68,10 +77,28 @@ def run_on_actors(
             running[submit(actor, key)] = (key, actor)
             load[id(actor)] += 1
 
-    fill()
-    while running:
-        ready, _ = ray.wait(list(running), num_returns=1)
+    deadline = time.monotonic() + start_timeout_s
+    while running or (pending and starting):
+        timeout = None if live else max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait(list(running) + list(starting), num_returns=1, timeout=timeout)
+        if not ready:
+            raise RuntimeError(
+                f"no actor started within {start_timeout_s:.0f} s: the cluster has no free resources for them "
+                f"(ray status shows what is pending; fewer --workers, or add nodes)"
+            )
         ref = ready[0]
+        if ref in starting:
+            actor = starting.pop(ref)
+            try:
+                ray.get(ref)
+            except RayActorError:
+                stats.actors_lost += 1  # died before it started; the others carry on
+            else:
+                live.append(actor)
+            if not live and not starting:
+                raise RuntimeError("no sampler actor could be started")
+            fill()
+            continue
         key, actor = running.pop(ref)
         load[id(actor)] -= 1
         try:
@@ -82,7 +109,7 @@ def run_on_actors(
             if actor in live and not _alive(actor):
                 live.remove(actor)
                 stats.actors_lost += 1
-            if not live:
+            if not live and not starting:
                 raise
             pending.appendleft(key)
             stats.resubmitted += 1

@@ -132,21 +132,25 @@ def test_pool_resubmits_the_calls_of_an_actor_that_is_gone_for_good(ray_local) -
     ray_local.kill(actors[1])
 
 
-def test_mask_prior_on_actors_gives_the_same_masks_whatever_the_split(ray_local, tmp_path: Path) -> None:
-    from actors.sampling_stage import sample_masks_to_store
-    from radiff_scale.diffusion.sampling import sample_masks
-    from radiff_scale.models import RadiffModels, load_models_config
+def test_pool_larger_than_the_cluster_finishes_on_the_actors_that_start(ray_local) -> None:
+    class Doubler:
+        def work(self, key: int) -> int:
+            return 2 * key
 
-    models = RadiffModels.from_config(load_models_config(Path(__file__).parents[1] / "configs" / "demo.yaml"), seed=3)
-    bundle = models.save(tmp_path / "with-prior")
-    seeds = [derive_seed(9, i, "mask-prior") for i in range(6)]
-    direct = sample_masks(models.mask_prior, seeds, 3, "dpm++")
-    one = sample_masks_to_store(bundle, seeds, tmp_path / "one.zarr", 4, 3, "dpm++", n_actors=1)
-    two = sample_masks_to_store(bundle, seeds, tmp_path / "two.zarr", 2, 3, "dpm++", n_actors=2)
-    assert (one.batches_total, one.actors, two.batches_total, two.actors) == (2, 1, 3, 2)
-    for store in ("one.zarr", "two.zarr"):
-        masks = _tiles(tmp_path / store)
-        assert masks.dtype == np.uint8 and masks.shape == direct.shape
-        assert np.array_equal(masks, direct)
-    again = sample_masks_to_store(bundle, seeds, tmp_path / "two.zarr", 2, 3, "dpm++", n_actors=2)
-    assert (again.batches_sampled, again.actors) == (0, 0)  # resumed: nothing left to do
+        def ping(self) -> bool:
+            return True
+
+    # The third actor asks for a resource this cluster does not have: it never starts.
+    remote = ray_local.remote(Doubler)
+    actors = [remote.options(num_cpus=0, max_restarts=0).remote() for _ in range(2)]
+    actors.append(remote.options(num_cpus=0, resources={"absent": 1}).remote())
+    results: dict[int, int] = {}
+    try:
+        stats = run_on_actors(actors, range(12), lambda actor, key: actor.work.remote(key), results.__setitem__)
+        assert results == {k: 2 * k for k in range(12)} and stats.completed == 12
+        with pytest.raises(RuntimeError, match="no actor started"):
+            run_on_actors(actors[2:], range(2), lambda actor, key: actor.work.remote(key), results.__setitem__,
+                          start_timeout_s=1.0)
+    finally:
+        for actor in actors:
+            ray_local.kill(actor)
