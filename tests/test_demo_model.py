@@ -27,7 +27,7 @@ def test_bundle_is_small_and_documents_how_it_was_made(demo_models: RadiffModels
     size = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file())
     assert size <= 25 * 2**20
     card = demo_models.card
-    assert {"ae", "ldm"} <= set(card["stages"])
+    assert {"ae", "ldm", "mask"} <= set(card["stages"])
     for stage in card["stages"].values():
         assert stage["steps"] > 0 and np.isfinite(stage["final_loss"]) and stage["commit"]
     assert set(card["preprocess_reference"]) == {"zmin", "zmax", "clip_lo", "clip_hi", "tmin", "tmax"}
@@ -52,3 +52,19 @@ def test_generated_extended_sources_follow_their_masks(demo_models: RadiffModels
     # And the agreement is the model's doing: the same tiles against displaced masks score far lower.
     displaced = np.array([iou(bright_pixels(t), np.roll(m > 0, 48, axis=1)) for t, m in zip(tiles, masks)])
     assert displaced.mean() < scores.mean() - 0.2
+
+
+def test_shipped_mask_prior_invents_masks_like_the_real_ones(demo_models: RadiffModels) -> None:
+    """32 masks (DPM++ 10 steps): mostly background, real-sized objects, compact sources in most masks.
+
+    Real bank: 98.5% background pixels, compact sources in 72% of masks, median compact
+    object 43 px (benchmarks/mask_prior_stats.py has the full comparison).
+    """
+    from radiff_scale.diffusion.sampling import sample_masks
+    from radiff_scale.models.mask_prior import mask_statistics
+
+    stats = mask_statistics(sample_masks(demo_models.mask_prior.eval(), list(range(32)), 10, "dpm++"))
+    assert 0.97 < stats.pixel_fraction["background"] < 0.997  # neither noise nor empty
+    assert stats.presence["compact"] > 0.5
+    assert stats.presence["extended"] > 0 and stats.presence["spurious"] > 0
+    assert 10 <= np.median(stats.object_sizes["compact"]) <= 150
