@@ -80,6 +80,8 @@ def main() -> None:
     parser.add_argument("--actors", default="1,2", help="pool sizes to time, comma-separated")
     parser.add_argument("--samplers", default="ddpm:1000,ddim:50,dpm++:10,dpm++:20",
                         help="name:steps,...; the first is the fidelity reference")
+    parser.add_argument("--reference-actors", default="max",
+                        help="pool sizes for the (slow) reference: 'max' (default: the largest pool only) or 'all'")
     parser.add_argument("--guidance-mask", type=float, default=SamplerSpec.guidance_mask, help="default: the map's")
     parser.add_argument("--guidance-background", type=float, default=SamplerSpec.guidance_background)
     parser.add_argument("--seed", type=int, default=0)
@@ -113,8 +115,8 @@ def main() -> None:
             sample_to_store(model, settings("ddim", 2), warm, workdir / f"warm{i}.zarr", pool=[actor])
         import zarr
 
-        for name, steps in samplers:
-            for k in pool_sizes:
+        for i, (name, steps) in enumerate(samplers):
+            for k in (pool_sizes if i or args.reference_actors == "all" else pool_sizes[-1:]):
                 store = workdir / f"{name}-{steps}-{k}.zarr"
                 started = time.perf_counter()
                 sample_to_store(model, settings(name, steps), batches, store, pool=pool[:k])
