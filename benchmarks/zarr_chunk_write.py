@@ -1,6 +1,6 @@
 """How fast is one chunk owner? Raw Zarr chunk writes vs ``render_chunk`` with realistic stamps.
 
-Run: ``python benchmarks/zarr_chunk_write.py [--n-chunks 4] [--chunk 2048] [--stamps-per-chunk 200]``.
+Run: ``python benchmarks/zarr_chunk_write.py [--n-chunks 4] [--chunk 2048] [--stamps-per-chunk 200] [--repeat 3]``.
 Prints a table and writes JSON (default ``benchmarks/results/zarr_chunk_write.json``).
 
 Rows:
@@ -11,8 +11,12 @@ Rows:
 - ``synthetic bg read``: ``SyntheticBackground.read`` of each chunk alone (no stamps, no writes).
 
 ``vs raw`` is the throughput of a row as a fraction of ``zarr 3 arrays`` (raw s/chunk divided
-by the row's s/chunk): the issue's target is >= 0.60 for ``render (synthetic bg)``. Timings on a
-shared machine swing with its load, so the 1/5/15-minute load averages go into the JSON too.
+by the row's s/chunk): the issue's target is >= 0.60 for ``render (synthetic bg)``. ``cpu vs
+raw`` is the same ratio of CPU seconds (all threads of the process, Zarr's included), which
+is what decides throughput when every core is busy, as in a map run. Timings on a shared
+machine swing with its load, so every case runs ``--repeat`` times, the cases taking turns
+(a burst of load then hits all of them, not one), and each row reports its fastest run;
+the 1/5/15-minute load averages go into the JSON too.
 """
 
 from __future__ import annotations
@@ -67,17 +71,21 @@ def make_stamps(shape: tuple[int, int], n: int, size: int, seed: int) -> list[St
     return stamps
 
 
-def _time(fn) -> float:
-    start = time.perf_counter()
+def _time(fn) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``fn()``; CPU counts every thread of this process (Zarr's too)."""
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _fmt_load(load: tuple[float, float, float]) -> str:
     return "/".join(f"{x:.2f}" for x in load)
 
 
-def run(n_chunks: int, chunk: int, stamps_per_chunk: int, stamp_size: int, workdir: Path, block: int | None = None) -> list[dict]:
+def run(
+    n_chunks: int, chunk: int, stamps_per_chunk: int, stamp_size: int, workdir: Path, block: int | None = None,
+    repeat: int = 1,
+) -> list[dict]:
     shape = (chunk, n_chunks * chunk)
     rng = np.random.default_rng(0)
     noise = rng.standard_normal(shape, dtype=np.float32) * np.float32(1e-4)
@@ -89,13 +97,13 @@ def run(n_chunks: int, chunk: int, stamps_per_chunk: int, stamp_size: int, workd
     rows = []
 
     def zarr_image() -> None:
-        m = create_mosaic(workdir / "raw1.zarr", shape, chunk=chunk)
+        m = create_mosaic(workdir / "raw1.zarr", shape, chunk=chunk, overwrite=True)
         image = m.array("image", mode="r+")
         for j in range(n_chunks):
             image[:, j * chunk : (j + 1) * chunk] = noise[:, j * chunk : (j + 1) * chunk]
 
     def zarr_three() -> None:
-        m = create_mosaic(workdir / "raw3.zarr", shape, chunk=chunk)
+        m = create_mosaic(workdir / "raw3.zarr", shape, chunk=chunk, overwrite=True)
         arrays = [(m.array(n, mode="r+"), d) for n, d in (("image", noise), ("class", classes), ("instance", instances))]
         for j in range(n_chunks):
             for arr, data in arrays:
@@ -106,7 +114,7 @@ def run(n_chunks: int, chunk: int, stamps_per_chunk: int, stamp_size: int, workd
 
     def render(background, name: str):
         def go() -> None:
-            m = create_mosaic(workdir / name, shape, chunk=chunk)
+            m = create_mosaic(workdir / name, shape, chunk=chunk, overwrite=True)
             for b in m.chunk_grid():
                 render_chunk(m, b.index, background, stamps_for_chunk(b, index))
 
@@ -131,22 +139,33 @@ def run(n_chunks: int, chunk: int, stamps_per_chunk: int, stamp_size: int, workd
         ("render (synthetic bg)", render(synthetic(), "r2.zarr"), stamps_per_chunk),
         ("synthetic bg read", read_only, 0),
     ]
+    best = {name: float("inf") for name, _, _ in cases}
+    best_cpu = dict(best)
+    for _ in range(max(1, repeat)):
+        for name, fn, _ in cases:
+            wall, cpu = _time(fn)
+            best[name], best_cpu[name] = min(best[name], wall), min(best_cpu[name], cpu)
     for name, fn, n_st in cases:
-        seconds = _time(fn)
+        seconds = best[name]
         rows.append(
             {
                 "case": name,
                 "chunks": n_chunks,
                 "chunk": chunk,
+                "repeat": max(1, repeat),
                 "stamps_per_chunk": n_st,
                 "seconds": round(seconds, 4),
                 "s_per_chunk": round(seconds / n_chunks, 4),
                 "image_MiB_per_s": round(mb_per_chunk * n_chunks / seconds, 1),
+                "cpu_seconds": round(best_cpu[name], 4),
             }
         )
     raw = next(r["seconds"] for r in rows if r["case"] == "zarr 3 arrays")
+    raw_cpu = next(r["cpu_seconds"] for r in rows if r["case"] == "zarr 3 arrays")
     for r in rows:
         r["fraction_of_raw_3_arrays"] = round(raw / r["seconds"], 3)
+        # What the ratio becomes when every core is busy (a map run): CPU time, not wall time, decides.
+        r["cpu_fraction_of_raw_3_arrays"] = round(raw_cpu / r["cpu_seconds"], 3) if r["cpu_seconds"] > 0 else None
     return rows
 
 
@@ -157,20 +176,22 @@ def main() -> None:
     parser.add_argument("--stamps-per-chunk", type=int, default=200)
     parser.add_argument("--stamp-size", type=int, default=128)
     parser.add_argument("--block", type=int, default=None, help="SyntheticBackground output block (default: the class default, as the map job uses)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of every case (cases take turns); rows report the fastest")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "zarr_chunk_write.json")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="zarr_bench_"))
     try:
         load_before = os.getloadavg()
-        rows = run(args.n_chunks, args.chunk, args.stamps_per_chunk, args.stamp_size, workdir, args.block)
+        rows = run(args.n_chunks, args.chunk, args.stamps_per_chunk, args.stamp_size, workdir, args.block, args.repeat)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     load_after = os.getloadavg()
-    header = f"{'case':<24}{'chunks':>7}{'stamps/chunk':>14}{'s/chunk':>10}{'MiB/s':>9}{'vs raw':>8}"
+    header = f"{'case':<24}{'chunks':>7}{'stamps/chunk':>14}{'s/chunk':>10}{'MiB/s':>9}{'vs raw':>8}{'cpu vs raw':>12}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['case']:<24}{r['chunks']:>7}{r['stamps_per_chunk']:>14}{r['s_per_chunk']:>10.3f}{r['image_MiB_per_s']:>9.1f}{r['fraction_of_raw_3_arrays']:>8.2f}")
+        print(f"{r['case']:<24}{r['chunks']:>7}{r['stamps_per_chunk']:>14}{r['s_per_chunk']:>10.3f}{r['image_MiB_per_s']:>9.1f}"
+              f"{r['fraction_of_raw_3_arrays']:>8.2f}{r['cpu_fraction_of_raw_3_arrays'] or float('nan'):>12.2f}")
     print(f"load average (1/5/15 min): before {_fmt_load(load_before)}, after {_fmt_load(load_after)} on {os.cpu_count()} CPUs")
     import zarr
 

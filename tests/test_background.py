@@ -228,3 +228,21 @@ def test_synthetic_rejects_bad_parameters():
         SyntheticBackground(_geometry(), rms_jy=0.0, seed=1)
     with pytest.raises(RadiffError, match="block"):
         SyntheticBackground(_geometry(), rms_jy=1e-4, seed=1, block=8)
+
+
+def test_kernel_transforms_shared_between_backgrounds_respect_rms_and_stay_bounded():
+    """Chunk owners unpickle a fresh background per task, so kernel transforms are shared per
+    process; a transform made for one rms (or beam) must never serve another."""
+    from radiff_scale.compose import background as bg_mod
+
+    geo = _geometry(shape=(100, 90))
+    one = SyntheticBackground(geo, rms_jy=1e-4, seed=4, block=64).read(0, 100, 0, 90).astype(np.float64)
+    two = SyntheticBackground(geo, rms_jy=2e-4, seed=4, block=64).read(0, 100, 0, 90).astype(np.float64)
+    np.testing.assert_allclose(two, 2 * one, rtol=1e-5, atol=1e-12)
+    wider = SyntheticBackground(_geometry(shape=(100, 90), beam=Beam(12.0, 6.0, 40.0)), rms_jy=1e-4, seed=4, block=64)
+    assert not np.allclose(wider.read(0, 100, 0, 90), one, rtol=0.1)
+    again = pickle.loads(pickle.dumps(SyntheticBackground(geo, rms_jy=1e-4, seed=4, block=64)))
+    assert again.read(0, 100, 0, 90).tobytes() == one.astype(np.float32).tobytes()
+    for k in range(bg_mod._KERNEL_FT_CACHE_SIZE + 5):
+        SyntheticBackground(geo, rms_jy=1e-4 * (1 + k), seed=4, block=64).read(0, 10, 0, 10)
+    assert len(bg_mod._KERNEL_FT_CACHE) <= bg_mod._KERNEL_FT_CACHE_SIZE

@@ -21,6 +21,7 @@ from radiff_scale.compose.mosaic import (
     create_mosaic,
     done_chunks,
     open_mosaic,
+    paint_stamps,
     render_chunk,
     stamps_for_chunk,
 )
@@ -273,3 +274,254 @@ def test_bytes_do_not_depend_on_the_chunk_size(tmp_path):
     b = _read(m)
     for name in a:
         assert a[name].tobytes() == b[name].tobytes()
+
+
+# --- painting in float32, checksums ---------------------------------------------------------
+
+
+def _crowded_stamps(n: int = 60, seed: int = 5) -> list[Stamp]:
+    """Boxes and masks that overlap a lot: chains of overlaps, pixels under three or more
+    stamps, some float64 data (which must not be rounded to float32 before adding)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for oid in range(1, n + 1):
+        h, w = (int(v) for v in rng.integers(3, 40, 2))
+        r0, c0 = int(rng.integers(-20, 140)), int(rng.integers(-20, 140))
+        mask = rng.random((h, w)) < 0.7
+        mask[h // 2, w // 2] = True
+        dtype = np.float64 if oid % 7 == 0 else np.float32
+        data = np.where(mask, rng.normal(0, 1e-3, (h, w)), 0.0).astype(dtype)
+        out.append(Stamp(oid, int(OBJECT_CLASS_IDS[oid % len(OBJECT_CLASS_IDS)]), r0, c0, data, mask))
+    return out
+
+
+OBJECT_CLASS_IDS = (int(SourceClass.SPURIOUS), int(SourceClass.COMPACT), int(SourceClass.EXTENDED))
+
+
+def test_float32_painting_is_float64_accumulation_rounded_once():
+    stamps = _crowded_stamps()
+    bounds = (10, 138, 5, 133)
+    base = (np.random.default_rng(1).normal(0, 1e-4, (128, 128))).astype(np.float32)
+    wide = base.astype(np.float64)
+    narrow = base.copy()
+    labels = [(np.zeros((128, 128), np.uint8), np.zeros((128, 128), np.int32)) for _ in range(2)]
+    ids_wide = paint_stamps(bounds, wide, *labels[0], list(reversed(stamps)))
+    ids_narrow = paint_stamps(bounds, narrow, *labels[1], stamps)
+    assert ids_narrow == ids_wide == sorted(ids_wide)
+    assert narrow.dtype == np.float32
+    assert narrow.tobytes() == wide.astype(np.float32).tobytes()
+    for a, b in zip(*labels):
+        assert a.tobytes() == b.tobytes()
+    # The test is only worth something if some pixels really are under several stamps.
+    cover = np.zeros((128, 128), int)
+    for s in stamps:
+        r0, r1, c0, c1 = max(10, s.row0), min(138, s.row1), max(5, s.col0), min(133, s.col1)
+        if r0 < r1 and c0 < c1:
+            cover[r0 - 10 : r1 - 10, c0 - 5 : c1 - 5] += s.mask[r0 - s.row0 : r1 - s.row0, c0 - s.col0 : c1 - s.col0]
+    assert cover.max() >= 3
+
+
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_overlap_groups_are_the_connected_components_of_overlap(with_masks):
+    """Groups = connected components of 'boxes overlap' (or, given masks, 'masks share a pixel')."""
+    rng = np.random.default_rng(8)
+    for trial in range(20):
+        n = int(rng.integers(1, 40))
+        boxes, masks = [], []
+        for _ in range(n):
+            r0, c0 = (int(v) for v in rng.integers(0, 200, 2))
+            h, w = (int(v) for v in rng.integers(1, 40, 2))
+            boxes.append((r0, r0 + h, c0, c0 + w))
+            masks.append(rng.random((h, w)) < 0.3)
+
+        def meet(a, b, boxes=boxes, masks=masks):
+            ra0, ra1, ca0, ca1 = boxes[a]
+            rb0, rb1, cb0, cb1 = boxes[b]
+            if not (ra0 < rb1 and rb0 < ra1 and ca0 < cb1 and cb0 < ca1):
+                return False
+            if not with_masks:
+                return True
+            plane = np.zeros((240, 240), int)
+            plane[ra0:ra1, ca0:ca1] += masks[a]
+            plane[rb0:rb1, cb0:cb1] += masks[b]
+            return bool((plane == 2).any())
+
+        groups = mosaic_mod._overlap_groups(boxes, masks if with_masks else None)
+        assert sorted(k for g in groups for k in g) == list(range(n))
+        assert all(g == sorted(g) for g in groups)
+        label = {k: gi for gi, g in enumerate(groups) for k in g}
+        edges = {(a, b) for a in range(n) for b in range(n) if a != b and meet(a, b)}
+        assert all(label[a] == label[b] for a, b in edges)
+        for g in groups:  # nothing merged without a chain of overlaps
+            reached, todo = {g[0]}, [g[0]]
+            while todo:
+                a = todo.pop()
+                for b in g:
+                    if b not in reached and (a, b) in edges:
+                        reached.add(b)
+                        todo.append(b)
+            assert reached == set(g)
+        if with_masks:
+            assert len(groups) >= len(mosaic_mod._overlap_groups(boxes))
+
+
+@pytest.mark.parametrize("name", ["image", "class", "instance"])
+def test_verification_catches_one_flipped_bit_in_any_array(tmp_path, name):
+    m = _render_all(tmp_path / "m.zarr", _stamps(), _background())
+    arr = m.array(name, mode="r+")
+    block = arr[128:256, 128:256]  # chunk (1, 1): stamp 2 sits on its corner
+    raw = block.view(np.uint8).copy()
+    raw.reshape(-1)[raw.size // 3] ^= 0x10
+    arr[128:256, 128:256] = raw.view(block.dtype).reshape(block.shape)
+    verified = done_chunks(m, verify=True)
+    assert (1, 1) not in verified
+    assert verified == done_chunks(m) - {(1, 1)}
+
+
+def test_markers_of_earlier_versions_with_sha256_still_verify(tmp_path):
+    import hashlib
+
+    m = _render_all(tmp_path / "m.zarr", _stamps(), _background())
+    for b in m.chunk_grid():
+        path = tmp_path / "m.zarr" / "_done" / f"{b.i}_{b.j}.json"
+        marker = json.loads(path.read_text())
+        del marker["checksums"]
+        marker["sha256"] = {n: hashlib.sha256(m.array(n)[b.slices].tobytes()).hexdigest() for n in ("image", "class", "instance")}
+        path.write_text(json.dumps(marker))
+    assert done_chunks(m, verify=True) == {b.index for b in m.chunk_grid()}
+    m.array("class", mode="r+")[0:CHUNK, 0:CHUNK] = 9
+    assert done_chunks(m, verify=True) == {b.index for b in m.chunk_grid()} - {(0, 0)}
+
+
+def test_painting_never_writes_into_a_background_sources_memory(tmp_path):
+    """A source handing out views of its own array (against the protocol) keeps its pixels."""
+
+    class ViewBackground:
+        def __init__(self, data):
+            self.data = data
+            self.shape = data.shape
+
+        def read(self, row0, row1, col0, col1):
+            return self.data[row0:row1, col0:col1]
+
+    data = _background().read(0, SHAPE[0], 0, SHAPE[1])
+    kept = data.copy()
+    m = _render_all(tmp_path / "m.zarr", _stamps(), ViewBackground(data))
+    assert data.tobytes() == kept.tobytes()
+    expected = _read(_render_all(tmp_path / "ref.zarr", _stamps(), _background()))
+    assert _read(m)["image"].tobytes() == expected["image"].tobytes()
+
+
+# --- the chunk owner's inputs: the tile store, and compose_chunk ------------------------------
+
+
+def test_tile_store_codecs_and_reads_in_the_requested_order(tmp_path):
+    from radiff_scale.compose import tile_store
+
+    rng = np.random.default_rng(2)
+    tiles = rng.random((10, 128, 128), dtype=np.float32)
+    masks = (rng.random((10, 128, 128)) < 0.05).astype(np.uint8) * 2
+    for name, data, dtype in (("tiles.zarr", tiles, "float32"), ("masks.zarr", masks, "uint8")):
+        store = tmp_path / name
+        tile_store.create_store(store, 10, 4, dtype)
+        for batch in range(tile_store.n_batches(10, 4)):
+            tile_store.write_batch(store, batch, 4, data[tile_store.batch_slice(batch, 10, 4)])
+        ranks = [7, 0, 9, 3, 4]
+        assert np.array_equal(tile_store.read_ranks(store, ranks), data[ranks])
+    # Float tiles barely compress, so they are stored raw (fast to read); masks keep zstd.
+    assert not zarr.open_array(tmp_path / "tiles.zarr").compressors
+    assert "zstd" in type(zarr.open_array(tmp_path / "masks.zarr").compressors[0]).__name__.lower()
+    # A store made by an earlier version (zstd float tiles) is reopened as it is and reads the same.
+    old = tmp_path / "old.zarr"
+    zarr.create_array(store=str(old), shape=(10, 128, 128), chunks=(4, 128, 128), dtype="float32", fill_value=0)
+    reopened = tile_store.create_store(old, 10, 4, "float32")
+    reopened[:] = tiles
+    assert reopened.compressors and np.array_equal(tile_store.read_ranks(old, [5, 1]), tiles[[5, 1]])
+
+
+def _chunk_run(root: Path, n: int = 24):
+    """A run folder as the map job leaves it before the chunk stage: mosaic, tile and mask
+    stores, and the placement records (tile origins, footprint boxes, ranks)."""
+    from radiff_scale.compose import tile_store
+    from radiff_scale.compose.rundir import RunDir
+    from radiff_scale.data.preprocess import PreprocessParams
+
+    run = RunDir(root)
+    run.work.mkdir(parents=True)
+    create_mosaic(run.mosaic, SHAPE, chunk=CHUNK)
+    rng = np.random.default_rng(6)
+    rr, cc = np.mgrid[0:128, 0:128]
+    tiles = np.empty((n, 128, 128), np.float32)
+    masks = np.zeros((n, 128, 128), np.uint8)
+    records = []
+    for rank in range(n):
+        cr, cc0, radius = int(rng.integers(20, 108)), int(rng.integers(20, 108)), float(rng.uniform(3, 15))
+        disc = (rr - cr) ** 2 + (cc - cc0) ** 2 <= radius**2
+        tiles[rank] = np.clip(0.15 + 0.02 * rng.standard_normal((128, 128)) + 0.7 * disc * rng.random(), 0, 1)
+        class_id = OBJECT_CLASS_IDS[rank % 3]
+        masks[rank][disc] = class_id
+        row0, col0 = int(rng.integers(-cr, SHAPE[0] - cr)), int(rng.integers(-cc0, SHAPE[1] - cc0))
+        rows, cols = np.nonzero(disc)
+        fp = (row0 + rows.min(), row0 + rows.max() + 1, col0 + cols.min(), col0 + cols.max() + 1)
+        fp = (max(fp[0], 0), min(fp[1], SHAPE[0]), max(fp[2], 0), min(fp[3], SHAPE[1]))
+        if fp[0] >= fp[1] or fp[2] >= fp[3]:
+            fp = (0, 1, 0, 1)
+        records.append({
+            "object_id": 100 + 3 * rank, "class_id": class_id, "k": float(rng.uniform(1, 10)), "seed": rank,
+            "row0": row0, "col0": col0, "rank": rank, "sigma_local": 1e-4,
+            "fp_row0": fp[0], "fp_row1": fp[1], "fp_col0": fp[2], "fp_col1": fp[3], "bank_index": -1,
+        })
+    for store, data, dtype in ((run.tiles, tiles, "float32"), (run.masks, masks, "uint8")):
+        tile_store.create_store(store, n, 5, dtype)
+        for batch in range(tile_store.n_batches(n, 5)):
+            tile_store.write_batch(store, batch, 5, data[tile_store.batch_slice(batch, n, 5)])
+    params = PreprocessParams(zmin=-3e-4, zmax=1e-2, clip_lo=-0.05, clip_hi=5.0, tmin=float(np.tanh(-0.05)),
+                              tmax=float(np.tanh(5.0)))
+    return run, records, tiles, masks, params
+
+
+def test_compose_chunk_bytes_do_not_depend_on_the_tile_batch(tmp_path, monkeypatch):
+    """Tiles are read in batches and go back to flux only inside the stamp's box: the chunks equal
+    a whole-map painting of stamps cut the plain way (whole tile through the inverse)."""
+    from radiff_scale.compose import chunk_work
+    from radiff_scale.compose.chunk_work import (
+        chunks_touched,
+        compose_chunk,
+        read_catalogue_parts,
+    )
+    from radiff_scale.compose.planner import PlacedObject
+    from radiff_scale.compose.stamps import cut_stamp
+    from radiff_scale.data.preprocess import inverse_preprocess
+
+    geometry = MapGeometry(SHAPE, 1.5, 10.0, -30.0, Beam(6.5, 6.5), 1.4e9)
+    results = []
+    for batch_size in (chunk_work.TILE_BATCH, 2):
+        monkeypatch.setattr(chunk_work, "TILE_BATCH", batch_size)
+        run, records, tiles, masks, params = _chunk_run(tmp_path / f"b{batch_size}")
+        by_chunk: dict = {}
+        for r in records:
+            for index in chunks_touched((r["fp_row0"], r["fp_row1"], r["fp_col0"], r["fp_col1"]), CHUNK):
+                by_chunk.setdefault(index, []).append(r)
+        for b in open_mosaic(run.mosaic).chunk_grid():
+            compose_chunk(run.root, b.index, by_chunk.get(b.index, []), _background(), geometry, params.to_dict())
+        results.append((_read(open_mosaic(run.mosaic)), read_catalogue_parts(run.catalogue_parts)))
+    (first, cat_a), (second, cat_b) = results
+    for name in first:
+        assert first[name].tobytes() == second[name].tobytes()
+    assert cat_a.equals(cat_b) and cat_a.num_rows == len(records)
+    stamps = [
+        cut_stamp(PlacedObject(r["object_id"], r["class_id"], r["k"], r["seed"], r["row0"], r["col0"]),
+                  tiles[r["rank"]], masks[r["rank"]] > 0, r["sigma_local"], lambda y: inverse_preprocess(y, params))
+        for r in records
+    ]
+    clipped = []
+    for s in stamps:  # the reference painter wants stamps inside the map
+        r0, c0 = max(s.row0, 0), max(s.col0, 0)
+        r1, c1 = min(s.row1, SHAPE[0]), min(s.col1, SHAPE[1])
+        src = (slice(r0 - s.row0, r1 - s.row0), slice(c0 - s.col0, c1 - s.col0))
+        if r0 < r1 and c0 < c1:
+            clipped.append(Stamp(s.object_id, s.class_id, r0, c0, s.data[src], s.mask[src]))
+    image, classes, instances = _reference(clipped, _background().read(0, SHAPE[0], 0, SHAPE[1]))
+    assert first["image"].tobytes() == image.tobytes()
+    assert first["instance"].tobytes() == instances.tobytes()
+    assert first["class"].tobytes() == classes.tobytes()

@@ -82,3 +82,67 @@ def test_non_finite_inverse_and_shape_mismatch_are_errors():
         cut_stamp(PlacedObject(0, 2, 1.0, 0, 0, 0), tile, mask, 1.0, lambda y: np.full_like(y, np.inf))
     with pytest.raises(ValueError, match="shape"):
         cut_stamp(PlacedObject(0, 2, 1.0, 0, 0, 0), tile[:64], mask, 1.0)
+
+
+def _reference_params():
+    from radiff_scale.data.preprocess import PreprocessParams
+
+    return PreprocessParams(zmin=-3e-4, zmax=1e-2, clip_lo=-0.05, clip_hi=5.0, tmin=float(np.tanh(-0.05)),
+                            tmax=float(np.tanh(5.0)))
+
+
+def _monotonic_cases():
+    """Tiles and footprints covering every branch of the shortcut: odd and even numbers of
+    outside pixels, no outside pixel, dark and flat objects, saturated (clipped) pixels."""
+    rng = np.random.default_rng(11)
+    for seed in range(12):
+        tile, mask = _tile_and_mask(seed)
+        if seed % 2:
+            mask = mask.copy()
+            mask[0, 0] = not mask[0, 0]  # flips the parity of the outside count
+        if seed % 3 == 0:
+            tile = tile.copy()
+            tile[rng.random(tile.shape) < 0.05] = 1.0  # clipped at the top: ties in f
+            tile[rng.random(tile.shape) < 0.05] = 0.0
+        yield tile, mask
+    tile, mask = _tile_and_mask(20)
+    yield np.where(mask, 0.05, 0.2).astype(np.float32), mask  # dark object
+    yield np.full((SIZE, SIZE), 0.3, np.float32), mask  # flat
+    yield tile, np.ones((SIZE, SIZE), bool)  # nothing outside
+
+
+def test_monotonic_shortcut_gives_the_same_bytes():
+    from radiff_scale.data.preprocess import inverse_preprocess
+
+    params = _reference_params()
+
+    def inverse(y):
+        return inverse_preprocess(y, params)
+
+    cases = list(_monotonic_cases())
+    for i, (tile, mask) in enumerate(cases):
+        placed = PlacedObject(i + 1, 2, 2.5, 0, 40, -3)
+        plain = cut_stamp(placed, tile, mask, 3e-4, inverse)
+        fast = cut_stamp(placed, tile, mask, 3e-4, inverse, monotonic=True)
+        assert fast.data.tobytes() == plain.data.tobytes(), i
+        assert fast.mask.tobytes() == plain.mask.tobytes()
+        assert (fast.row0, fast.col0, fast.normalisation) == (plain.row0, plain.col0, plain.normalisation)
+    assert {cut_stamp(PlacedObject(1, 2, 1.0, 0, 0, 0), t, m, 1.0, inverse).normalisation for t, m in cases} == {
+        NORM_PEAK, NORM_ABS, NORM_ZERO}
+
+
+def test_monotonic_shortcut_still_rejects_non_finite_values():
+    tile, mask = _tile_and_mask(4)
+    placed = PlacedObject(0, 2, 1.0, 0, 0, 0)
+    far = np.argwhere(~mask)[0]  # a pixel outside the footprint (and its box)
+    broken = tile.copy()
+    broken[tuple(far)] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        cut_stamp(placed, broken, mask, 1.0, np.log1p, monotonic=True)
+
+    rows, cols = np.nonzero(mask)
+    assert not (rows.min() <= far[0] <= rows.max() and cols.min() <= far[1] <= cols.max())
+    brightest = tile.copy()
+    brightest[tuple(far)] = tile.max() + 0.01  # outside the box: only the extremes check sees it
+    with pytest.raises(ValueError, match="non-finite"):
+        cut_stamp(placed, brightest, mask, 1.0, lambda y: np.where(np.asarray(y) > tile.max(), np.inf, y), monotonic=True)

@@ -27,7 +27,11 @@ from radiff_scale.seeding import derive_rng
 
 @runtime_checkable
 class BackgroundSource(Protocol):
-    """Anything with a (rows, cols) ``shape`` that returns float32 Jy/beam windows."""
+    """Anything with a (rows, cols) ``shape`` that returns float32 Jy/beam windows.
+
+    ``read`` returns a new array that the caller owns: a chunk owner paints its stamps
+    straight into it rather than paying for a copy of every chunk.
+    """
 
     @property
     def shape(self) -> tuple[int, int]: ...
@@ -146,6 +150,14 @@ def _zigzag(n: int) -> int:
     return 2 * n if n >= 0 else -2 * n - 1
 
 
+#: Kernel transforms by (kernel bytes, rms, FFT shape), shared by every SyntheticBackground
+#: of a worker process. A chunk owner gets a freshly unpickled background per task (its
+#: own caches empty), and would otherwise redo a full-size FFT per block shape per task.
+#: Bounded: a map has at most four block shapes, so 16 entries cover a few maps.
+_KERNEL_FT_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_KERNEL_FT_CACHE_SIZE = 16
+_KERNEL_FT_LOCK = threading.Lock()
+
 NOISE_TILE = 128
 """Side of a white-noise tile. Part of the seeding scheme: changing it changes every map.
 
@@ -235,10 +247,20 @@ class SyntheticBackground:
         four block shapes per map, the interior one and the ragged right/bottom/corner ones)."""
         ft = self._kernel_ft.get(fshape)
         if ft is None:
-            norm = float(np.sqrt(np.sum(self.kernel * self.kernel)))
-            scaled = (self.kernel * (self.rms_jy / norm)).astype(np.float32)
-            ft = sp_fft.rfft2(scaled, s=fshape)
-            ft.setflags(write=False)
+            key = (self.kernel.shape, self.kernel.tobytes(), self.rms_jy, fshape)
+            with _KERNEL_FT_LOCK:
+                ft = _KERNEL_FT_CACHE.get(key)
+                if ft is not None:
+                    _KERNEL_FT_CACHE.move_to_end(key)
+            if ft is None:
+                norm = float(np.sqrt(np.sum(self.kernel * self.kernel)))
+                scaled = (self.kernel * (self.rms_jy / norm)).astype(np.float32)
+                ft = sp_fft.rfft2(scaled, s=fshape)
+                ft.setflags(write=False)
+                with _KERNEL_FT_LOCK:
+                    _KERNEL_FT_CACHE[key] = ft
+                    while len(_KERNEL_FT_CACHE) > _KERNEL_FT_CACHE_SIZE:
+                        _KERNEL_FT_CACHE.popitem(last=False)
             with self._lock:
                 ft = self._kernel_ft.setdefault(fshape, ft)
         return ft
@@ -248,6 +270,7 @@ class SyntheticBackground:
 
         A circular convolution of size >= the white window has no wrap-around in the
         valid part (output n needs inputs n - 2h .. n), so no extra zero padding is needed.
+        Returns a view into the inverse transform (callers copy what they keep).
         """
         h = self.halo
         rows, cols = white.shape[0] - 2 * h, white.shape[1] - 2 * h
@@ -255,7 +278,7 @@ class SyntheticBackground:
         spectrum = sp_fft.rfft2(white, s=fshape)
         spectrum *= self._kernel_transform(fshape)
         full = sp_fft.irfft2(spectrum, s=fshape, overwrite_x=True)
-        return np.ascontiguousarray(full[2 * h : 2 * h + rows, 2 * h : 2 * h + cols], dtype=np.float32)
+        return full[2 * h : 2 * h + rows, 2 * h : 2 * h + cols]
 
     def _noise_block(self, bi: int, bj: int, memo: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
         key = (bi, bj)
@@ -269,8 +292,9 @@ class SyntheticBackground:
         r0, r1 = bi * b, min(rows, (bi + 1) * b)
         c0, c1 = bj * b, min(cols, (bj + 1) * b)
         noise = self._convolve(self._white_window(r0 - h, r1 + h, c0 - h, c1 + h, memo))
-        noise.setflags(write=False)
         if self.cache_blocks:
+            noise = np.ascontiguousarray(noise)  # do not pin the whole padded transform
+            noise.setflags(write=False)
             with self._lock:
                 self._cache[key] = noise
                 while len(self._cache) > self.cache_blocks:
@@ -280,7 +304,7 @@ class SyntheticBackground:
     def read(self, row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
         check_window(self.shape, row0, row1, col0, col1)
         b, t = self.block, NOISE_TILE
-        out = np.zeros((row1 - row0, col1 - col0), dtype=np.float32)
+        out = np.empty((row1 - row0, col1 - col0), dtype=np.float32)  # every pixel is assigned below
         if out.size == 0:
             return out
         memo: dict[tuple[int, int], np.ndarray] = {}
