@@ -40,34 +40,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from proc_tree import process_tree  # noqa: E402
 
 #: Outputs compared byte for byte with the reference run.
 COMPARED = ("map.fits", "labels.fits", "catalogue.parquet", "catalogue.csv", "catalogue.fits", "regions.reg")
-
-
-def _children_of() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    return children
-
-
-def descendants(root: int) -> list[int]:
-    """``root`` and every process below it (from /proc, at this instant)."""
-    children, out, todo = _children_of(), [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
 
 
 def markers(out: Path) -> dict[str, tuple[int, int]]:
@@ -145,7 +123,7 @@ def run_and_kill(cmd: list[str], env: dict[str, str], out: Path, kill_at: int, t
         else:
             raise SystemExit(f"no {kill_at} chunk markers after {timeout:.0f} s")
     finally:
-        tree = descendants(proc.pid)  # /proc walk: ~10 ms, taken just before the kill
+        tree = process_tree(proc.pid)  # /proc walk: ~10 ms, taken just before the kill
         escaped = []
         for pid in tree:  # descendants that moved to a process group of their own
             try:
