@@ -25,10 +25,16 @@ PATCH = 128
 
 
 def _read(path: Path) -> np.ndarray:
-    from astropy.io import fits
+    import warnings
 
-    with fits.open(path) as hdul:
-        return np.asarray(hdul[0].data, dtype=np.float64)
+    from astropy.io import fits
+    from astropy.io.fits.verify import VerifyWarning
+
+    with warnings.catch_warnings():
+        # A real field's header quirk (see the data README): BLANK on float data, which astropy ignores.
+        warnings.filterwarnings("ignore", "Invalid 'BLANK' keyword", VerifyWarning)
+        with fits.open(path) as hdul:
+            return np.asarray(hdul[0].data, dtype=np.float64)
 
 
 def _synthetic(seed: int, size: int = 64, peak: float = 40.0) -> np.ndarray:
