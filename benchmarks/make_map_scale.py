@@ -45,7 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from proc_tree import process_tree  # noqa: E402
+from map_bench import add_map_arguments, process_tree, tile_bank_for  # noqa: E402
+from map_bench import n_objects as objects_for  # noqa: E402
 
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -167,34 +168,15 @@ def steady_chunks_per_s(mosaic: Path) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=32768, help="map side in pixels")
-    parser.add_argument("--bank", type=Path, default=None, help="tile bank .npz (built with --model if missing)")
-    parser.add_argument("--model", default=None, help="model bundle to build the bank with ('demo' or a folder)")
-    parser.add_argument("--bank-n", type=int, default=256, help="entries of a bank built here")
-    parser.add_argument("--objects", type=int, default=None,
-                        help="objects to place (default: the demo density, 400 per 4096^2 pixels)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--chunk", type=int, default=2048)
-    parser.add_argument("--seed", type=int, default=0)
+    add_map_arguments(parser, size=32768, bank_n=256, chunk=2048)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between memory samples")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the map goes (default: a temp folder, removed)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "make_map_scale.json")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="make_map_scale_", dir=args.workdir))
     try:
-        bank = args.bank or scratch / "bank.npz"
-        bank_seconds = None
-        if not bank.is_file():
-            if args.model is None:
-                raise SystemExit(f"no tile bank at {bank}: pass --bank PATH or --model DIR to build one")
-            from jobs.make_map import resolve_model_dir
-            from radiff_scale.compose.tile_bank import build_tile_bank
-
-            started = time.perf_counter()
-            build_tile_bank(resolve_model_dir(args.model), args.bank_n, bank)
-            bank_seconds = round(time.perf_counter() - started, 3)
-        n_objects = args.objects if args.objects is not None else round(400 * (args.size / 4096) ** 2)
+        bank, bank_seconds = tile_bank_for(args, scratch)
+        n_objects = objects_for(args)
         out = scratch / "map"
         cmd = [sys.executable, "-m", "jobs.make_map", "--out", str(out), "--size", str(args.size),
                "--seed", str(args.seed), "--workers", str(args.workers), "--tiles", f"bank:{bank}", "--quiet",

@@ -1,9 +1,46 @@
-"""A process and all its descendants, read from /proc (Linux): for benchmarks that measure
-or kill a whole job, Ray's worker processes included (some leave the job's process group)."""
+"""What the map-job benchmarks (make_map_scale.py, resume_8192.py) share: their common
+options, the tile bank they run on, and the job's process tree (read from /proc, Linux),
+for measuring or killing a whole job with Ray's workers (some leave its process group)."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import time
+from pathlib import Path
+
+
+def add_map_arguments(parser: argparse.ArgumentParser, size: int, bank_n: int, chunk: int) -> None:
+    """Options both benchmarks take, with their own defaults."""
+    parser.add_argument("--size", type=int, default=size, help="map side in pixels")
+    parser.add_argument("--bank", type=Path, default=None, help="tile bank .npz (built with --model if missing)")
+    parser.add_argument("--model", default=None, help="model bundle to build the bank with ('demo' or a folder)")
+    parser.add_argument("--bank-n", type=int, default=bank_n, help="entries of a bank built here")
+    parser.add_argument("--objects", type=int, default=None,
+                        help="objects to place (default: the demo density, 400 per 4096^2 pixels)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=chunk, help="mosaic chunk side")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=None, help="where the maps go (default: a temp folder, removed)")
+
+
+def tile_bank_for(args: argparse.Namespace, scratch: Path) -> tuple[Path, float | None]:
+    """The tile bank to run on: ``--bank``, or one built from ``--model`` (and how long that took)."""
+    bank = args.bank or scratch / "bank.npz"
+    if bank.is_file():
+        return bank, None
+    if args.model is None:
+        raise SystemExit(f"no tile bank at {bank}: pass --bank PATH or --model DIR to build one")
+    from jobs.make_map import resolve_model_dir
+    from radiff_scale.compose.tile_bank import build_tile_bank
+
+    started = time.perf_counter()
+    build_tile_bank(resolve_model_dir(args.model), args.bank_n, bank)
+    return bank, round(time.perf_counter() - started, 3)
+
+
+def n_objects(args: argparse.Namespace) -> int:
+    return args.objects if args.objects is not None else round(400 * (args.size / 4096) ** 2)
 
 
 def _children_of() -> dict[int, list[int]]:

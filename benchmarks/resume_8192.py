@@ -42,7 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from proc_tree import process_tree  # noqa: E402
+from map_bench import add_map_arguments, process_tree, tile_bank_for  # noqa: E402
+from map_bench import n_objects as objects_for  # noqa: E402
 
 #: Outputs compared byte for byte with the reference run.
 COMPARED = ("map.fits", "labels.fits", "catalogue.parquet", "catalogue.csv", "catalogue.fits", "regions.reg")
@@ -157,18 +158,9 @@ def run_and_kill(cmd: list[str], env: dict[str, str], out: Path, kill_at: int, t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=8192, help="map side in pixels")
-    parser.add_argument("--bank", type=Path, default=None, help="tile bank .npz (built with --model if missing)")
-    parser.add_argument("--model", default=None, help="model bundle to build the bank with ('demo' or a folder)")
-    parser.add_argument("--bank-n", type=int, default=64, help="entries of a bank built here")
-    parser.add_argument("--objects", type=int, default=None,
-                        help="objects to place (default: the demo density, 400 per 4096^2 pixels)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--chunk", type=int, default=1024, help="mosaic chunk side (64 chunks at 8192^2)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_map_arguments(parser, size=8192, bank_n=64, chunk=1024)
     parser.add_argument("--kill-fraction", type=float, default=0.5, help="kill once this fraction of chunks is done")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the kill point")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the maps go (default: a temp folder, removed)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "resume_8192.json")
     args = parser.parse_args()
     if not 0 < args.kill_fraction < 1:
@@ -182,18 +174,8 @@ def main() -> None:
         env["RAY_TMPDIR"] = str(scratch / "ray")
         Path(env["RAY_TMPDIR"]).mkdir()
     try:
-        bank = args.bank or scratch / "bank.npz"
-        bank_seconds = None
-        if not bank.is_file():
-            if args.model is None:
-                raise SystemExit(f"no tile bank at {bank}: pass --bank PATH or --model DIR to build one")
-            from jobs.make_map import resolve_model_dir
-            from radiff_scale.compose.tile_bank import build_tile_bank
-
-            started = time.perf_counter()
-            build_tile_bank(resolve_model_dir(args.model), args.bank_n, bank)
-            bank_seconds = round(time.perf_counter() - started, 3)
-        n_objects = args.objects if args.objects is not None else round(400 * (args.size / 4096) ** 2)
+        bank, bank_seconds = tile_bank_for(args, scratch)
+        n_objects = objects_for(args)
         total_chunks = math.ceil(args.size / args.chunk) ** 2
         kill_at = max(1, round(total_chunks * args.kill_fraction))
 
