@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from map_bench import add_map_arguments, process_tree, tile_bank_for  # noqa: E402
+from map_bench import add_map_arguments, process_tree, report, tile_bank_for  # noqa: E402
 from map_bench import n_objects as objects_for  # noqa: E402
 
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -245,12 +245,7 @@ def main() -> None:
         ("raw zarr writes", f"{c['raw_zarr_chunks_per_s']:.3f} chunks/s ({raw['processes']} processes)"),
         ("fraction of raw", f"{c['fraction_of_raw']} stage, {c['steady_fraction_of_raw']} steady (target >= 0.6)"),
     ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    report(rows, result, args.out)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ for measuring or killing a whole job with Ray's workers (some leave its process 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -66,3 +67,13 @@ def process_tree(root: int) -> list[int]:
         out.append(pid)
         todo.extend(children.get(pid, []))
     return out
+
+
+def report(rows: list[tuple[str, str]], result: dict, out: Path) -> None:
+    """Print ``rows`` as an aligned two-column table and write ``result`` as JSON to ``out``."""
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from map_bench import add_map_arguments, process_tree, tile_bank_for  # noqa: E402
+from map_bench import add_map_arguments, process_tree, report, tile_bank_for  # noqa: E402
 from map_bench import n_objects as objects_for  # noqa: E402
 
 #: Outputs compared byte for byte with the reference run.
@@ -232,12 +232,7 @@ def main() -> None:
                          f"(chunks {manifest['seconds']['chunks']:.1f} s)")),
     ]
     rows += [(f"check: {name}", "ok" if ok else "FAILED") for name, ok in checks.items()]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    report(rows, result, args.out)
     if not result["passed"]:
         raise SystemExit(1)
 
