@@ -13,6 +13,7 @@ Application errors (a bug, a bad input) are not retried: they surface at once.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -55,8 +56,6 @@ def run_on_actors(
     after ``start_timeout_s`` (GPU nodes of an autoscaling cluster can take minutes),
     the run stops with an error naming what the actors wait for.
     """
-    import time
-
     if in_flight < 1:
         raise ValueError(f"in_flight must be >= 1, got {in_flight}")
     pending: deque[Hashable] = deque(keys)
@@ -96,7 +95,7 @@ def run_on_actors(
             else:
                 live.append(actor)
             if not live and not starting:
-                raise RuntimeError("no sampler actor could be started")
+                raise RuntimeError("no actor could be started: every one died before it answered")
             fill()
             continue
         key, actor = running.pop(ref)

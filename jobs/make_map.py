@@ -66,12 +66,12 @@ def resolve_model_dir(model: str) -> Path:
     return path
 
 
-def read_card(model_dir: Path) -> dict[str, Any]:
-    """The model card of a bundle (cheap: no weights are read on the driver)."""
+def read_index(model_dir: Path) -> dict[str, Any]:
+    """A bundle's index (components, schedule, card): cheap, no weights are read on the driver."""
     try:
-        return dict(json.loads((model_dir / INDEX).read_text()).get("card") or {})
+        return dict(json.loads((model_dir / INDEX).read_text()))
     except (OSError, ValueError) as exc:
-        raise RadiffError(f"{model_dir / INDEX}: cannot read the model card ({exc})") from None
+        raise RadiffError(f"{model_dir / INDEX}: cannot read the model bundle index ({exc})") from None
 
 
 def _bar(progress: bool, total: int, desc: str, unit: str):
@@ -188,17 +188,13 @@ def sample_tiles_stage(
     log.counts["tile_batches_resubmitted"] = resubmitted
 
 
-def check_mask_prior(spec: MapSpec, model_dir: Path | None) -> None:
-    """``masks: prior`` needs model-sampled tiles and a bundle that has a mask prior (checked before any work)."""
+def check_mask_prior(spec: MapSpec, model_dir: Path | None, index: dict[str, Any] | None) -> None:
+    """``masks: prior`` needs model-sampled tiles and a bundle (``index``) that has a mask prior."""
     if spec.masks != "prior":
         return
-    if model_dir is None:
+    if model_dir is None or index is None:
         raise RadiffError("masks: prior needs tiles: model (a tile bank brings its own masks)")
-    try:
-        components = json.loads((model_dir / INDEX).read_text()).get("components") or []
-    except (OSError, ValueError) as exc:
-        raise RadiffError(f"{model_dir / INDEX}: cannot read the model bundle index ({exc})") from None
-    if "mask_prior" not in components:
+    if "mask_prior" not in (index.get("components") or []):
         raise RadiffError(f"model {model_dir} has no mask prior: use masks: bank, or train one (radiff-scale train --stage mask)")
 
 
@@ -361,9 +357,10 @@ def run_make_map(
     validate_chunk(spec.chunk)
     tile_bank = _tile_bank(spec)
     model_dir = resolve_model_dir(spec.model) if tile_bank is None else None
-    card = read_card(model_dir) if tile_bank is None else tile_bank.card
+    index = read_index(model_dir) if tile_bank is None else None
+    card = dict(index.get("card") or {}) if index is not None else tile_bank.card
     geometry, source, sigma = _geometry_and_background(spec)
-    check_mask_prior(spec, model_dir)
+    check_mask_prior(spec, model_dir, index)
     bank = _mask_bank(spec) if tile_bank is None else tile_bank  # a bank's masks come with its tiles
     if tile_bank is not None:  # never silent: reused tiles are a different product
         print(f"tiles: copied from the tile bank {tile_bank.source} ({len(tile_bank)} pre-sampled tiles, "
