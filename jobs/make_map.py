@@ -49,6 +49,9 @@ class StageLog:
 
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
+    #: Chunk owners' seconds by step, summed over the chunks this run wrote (worker time, not
+    #: wall time: with W workers they add up to about W times the chunk stage).
+    chunk_steps: dict[str, float] = field(default_factory=dict)
 
     def timed(self, name: str, started: float) -> None:
         self.seconds[name] = round(time.perf_counter() - started, 3)
@@ -240,12 +243,13 @@ def compose_chunks_stage(spec: MapSpec, run, planned, source, geometry, card: di
     import ray
 
     from actors.compositor import compose_chunk_task
-    from radiff_scale.compose.chunk_work import chunks_touched
+    from radiff_scale.compose.chunk_work import FOOTPRINT, chunks_touched
     from radiff_scale.compose.mosaic import create_mosaic, done_chunks, open_mosaic
 
     mosaic = open_mosaic(run.mosaic) if run.mosaic.exists() else create_mosaic(run.mosaic, geometry.shape, spec.chunk)
     by_chunk: dict[tuple[int, int], list[dict]] = defaultdict(list)
-    for record in planned.records():
+    for record, footprint in zip(planned.records(), planned.masks.footprints):  # both in rank order
+        record[FOOTPRINT] = (footprint.row0, footprint.col0, footprint.crop)
         fp = (record["fp_row0"], record["fp_row1"], record["fp_col0"], record["fp_col1"])
         for index in chunks_touched(fp, spec.chunk):
             by_chunk[index].append(record)
@@ -274,6 +278,8 @@ def compose_chunks_stage(spec: MapSpec, run, planned, source, geometry, card: di
             ready, running = ray.wait(running, num_returns=1)
             outcome = ray.get(ready[0])
             odd.extend(outcome.odd_normalisation)
+            for step, seconds in outcome.step_seconds.items():
+                log.chunk_steps[step] = log.chunk_steps.get(step, 0.0) + seconds
             bar.update(1)
     finally:
         bar.close()
@@ -390,7 +396,9 @@ def run_make_map(
         log.timed("mask_pool", t)
 
     t = time.perf_counter()
-    planned = plan_map(spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma, given)
+    planned = plan_map(
+        spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma, given, chunk=spec.chunk
+    )
     # Masks go to disk one batch (= one store chunk) at a time: the driver never holds them all.
     b = spec.sampler.batch_size
     tile_store.create_store(run.masks, len(planned.masks), b, "uint8")
@@ -428,6 +436,7 @@ def run_make_map(
         "resumed": bool(resume),
         "versions": _versions(),
         "seconds": log.seconds,
+        "chunk_worker_seconds": {k: round(v, 3) for k, v in log.chunk_steps.items()},
         "counts": log.counts,
         "outputs": outputs,
         "unplaced": run.unplaced.relative_to(run.root).as_posix(),

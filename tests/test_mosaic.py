@@ -441,7 +441,7 @@ def test_tile_store_codecs_and_reads_in_the_requested_order(tmp_path):
 
 def _chunk_run(root: Path, n: int = 24):
     """A run folder as the map job leaves it before the chunk stage: mosaic, tile and mask
-    stores, and the placement records (tile origins, footprint boxes, ranks)."""
+    stores, and the placement records (tile origins, footprint boxes and crops, ranks)."""
     from radiff_scale.compose import tile_store
     from radiff_scale.compose.rundir import RunDir
     from radiff_scale.data.preprocess import PreprocessParams
@@ -470,6 +470,8 @@ def _chunk_run(root: Path, n: int = 24):
             "object_id": 100 + 3 * rank, "class_id": class_id, "k": float(rng.uniform(1, 10)), "seed": rank,
             "row0": row0, "col0": col0, "rank": rank, "sigma_local": 1e-4,
             "fp_row0": fp[0], "fp_row1": fp[1], "fp_col0": fp[2], "fp_col1": fp[3], "bank_index": -1,
+            "footprint": (int(rows.min()), int(cols.min()),
+                          disc[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].copy()),
         })
     for store, data, dtype in ((run.tiles, tiles, "float32"), (run.masks, masks, "uint8")):
         tile_store.create_store(store, n, 5, dtype)

@@ -10,8 +10,13 @@ always has its rows on disk.
 
 Tiles are read a batch of objects at a time (one orthogonal selection per store, not
 one read per object); the batch cap keeps a worker's memory bounded on chunks crowded
-with objects. Tiles go back to flux inside the cutter, only where the stamp needs it
-(the inverse preprocessing is monotonic: see :mod:`radiff_scale.compose.stamps`).
+with objects. Objects are ranked by owner chunk (see
+:class:`radiff_scale.compose.placement_stage.PlannedMap`), so a batch falls in a few
+consecutive store chunks. Masks come with the objects, as the planner's footprint crops
+(a few hundred bytes each), rather than from the mask store: reading and decompressing
+whole store chunks of masks cost a chunk owner as much as reading its tiles. Tiles go
+back to flux inside the cutter, only where the stamp needs it (the inverse
+preprocessing is monotonic: see :mod:`radiff_scale.compose.stamps`).
 """
 
 from __future__ import annotations
@@ -42,11 +47,24 @@ from radiff_scale.data.preprocess import PreprocessParams, inverse_preprocess
 #: ~20 MB); a typical 2048^2 chunk has ~100 and takes one batch.
 TILE_BATCH = 256
 
-#: Columns of work/objects.parquet, the placement every chunk owner reads its share of.
+#: Columns of the placement table (one row per placed object) the chunk owners get their share of.
 OBJECT_COLUMNS = (
     "object_id", "class_id", "k", "seed", "row0", "col0", "rank", "sigma_local",
     "fp_row0", "fp_row1", "fp_col0", "fp_col1", "bank_index",
 )
+
+#: Key of a chunk owner's object record that holds its mask: (row0, col0, crop), the
+#: boolean crop of the object's single-object mask and its offset inside the tile.
+FOOTPRINT = "footprint"
+
+
+def tile_mask(footprint: tuple[int, int, np.ndarray], size: int = tile_store.TILE) -> np.ndarray:
+    """The boolean mask on the tile grid from a record's (row0, col0, crop)."""
+    row0, col0, crop = footprint
+    crop = np.asarray(crop, dtype=bool)
+    mask = np.zeros((size, size), dtype=bool)
+    mask[row0 : row0 + crop.shape[0], col0 : col0 + crop.shape[1]] = crop
+    return mask
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,9 @@ class ChunkOutcome:
     n_owned: int
     odd_normalisation: tuple[int, ...]
     seconds: float
+    #: Seconds by step: ``tiles`` (reading them), ``cut``, ``measure`` (catalogue rows and
+    #: their part file), then render_chunk's ``background``, ``paint`` and ``write``.
+    step_seconds: dict[str, float]
 
 
 @functools.lru_cache(maxsize=4)
@@ -103,21 +124,27 @@ def compose_chunk(
         return inverse_preprocess(y, params)
 
     stamps, rows, odd = [], [], []
+    steps = dict.fromkeys(("tiles", "cut", "measure"), 0.0)
     wcs = None
     for first in range(0, len(objects), TILE_BATCH):
         batch = objects[first : first + TILE_BATCH]
         ranks = [int(o["rank"]) for o in batch]
+        t = time.perf_counter()
         tiles = tile_store.read_ranks(run.tiles, ranks)
-        masks = tile_store.read_ranks(run.masks, ranks)
-        for obj, tile, mask in zip(batch, tiles, masks):
+        steps["tiles"] += time.perf_counter() - t
+        for obj, tile in zip(batch, tiles):
+            t = time.perf_counter()
             placed = PlacedObject(
                 int(obj["object_id"]), int(obj["class_id"]), float(obj["k"]), int(obj["seed"]),
                 int(obj["row0"]), int(obj["col0"]),
             )
-            stamp = cut_stamp(placed, tile, mask > 0, float(obj["sigma_local"]), inverse, monotonic=True)
+            mask = tile_mask(obj[FOOTPRINT])
+            stamp = cut_stamp(placed, tile, mask, float(obj["sigma_local"]), inverse, monotonic=True)
             stamps.append(stamp)
             if stamp.normalisation != NORM_PEAK:
                 odd.append(placed.object_id)
+            t1 = time.perf_counter()
+            steps["cut"] += t1 - t
             fp = (int(obj["fp_row0"]), int(obj["fp_row1"]), int(obj["fp_col0"]), int(obj["fp_col1"]))
             if owner_chunk(fp, chunk_side) == tuple(index):
                 wcs = _map_wcs(geometry) if wcs is None else wcs
@@ -125,13 +152,17 @@ def compose_chunk(
                     stamp, wcs, geometry.beam, geometry.pixel_scale_arcsec, float(obj["sigma_local"]), placed.k,
                     placed.seed,
                 ))
-        del tiles, masks
+                steps["measure"] += time.perf_counter() - t1
+        del tiles
+    t = time.perf_counter()
     if rows:
         _write_part(run.catalogue_parts, index, build_catalogue(rows))
+    steps["measure"] += time.perf_counter() - t
     report = render_chunk(mosaic, chunk.index, background, stamps)
+    steps.update(report.step_seconds)
     return ChunkOutcome(
         index=tuple(index), n_stamps=report.n_stamps, n_owned=len(rows), odd_normalisation=tuple(odd),
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, step_seconds=steps,
     )
 
 

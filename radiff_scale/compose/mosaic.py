@@ -88,6 +88,9 @@ class ChunkReport:
     #: Per array, ``"crc32:<8 hex digits>"`` of the chunk's C-order bytes (as in the done marker).
     checksums: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Seconds by step: ``background`` (reading or synthesising the window), ``paint`` and
+    #: ``write`` (the three arrays, their checksums and the marker).
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def validate_chunk(chunk: int) -> int:
@@ -398,9 +401,11 @@ def render_chunk(
     image = np.require(background_window(background, bounds), np.float32, ["C", "W", "O"])
     if image.shape != bounds.shape:
         raise ValueError(f"background window {image.shape} does not cover chunk {bounds.index} {bounds.shape}")
+    painted = time.perf_counter()
     classes = np.zeros(bounds.shape, dtype=np.uint8)
     instances = np.zeros(bounds.shape, dtype=np.int32)
     touched = paint_stamps(bounds, image, classes, instances, stamps)
+    writing = time.perf_counter()
     out = {"image": image, "class": classes, "instance": instances}
     for name, data in out.items():
         mosaic.array(name, mode="r+")[bounds.slices] = data
@@ -413,6 +418,7 @@ def render_chunk(
         "checksums": digests,
     }
     _write_marker(_marker_path(mosaic.path, bounds.index), marker)
+    done = time.perf_counter()
     return ChunkReport(
         index=bounds.index,
         bounds=bounds,
@@ -420,7 +426,8 @@ def render_chunk(
         object_ids=tuple(touched),
         labelled_pixels=int(np.count_nonzero(instances)),
         checksums=digests,
-        seconds=time.perf_counter() - started,
+        seconds=done - started,
+        step_seconds={"background": painted - started, "paint": writing - painted, "write": done - writing},
     )
 
 
