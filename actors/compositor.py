@@ -1,7 +1,8 @@
-"""The chunk-owner task: one Ray task per mosaic chunk, retried if its worker dies.
+"""The map's two per-item Ray tasks: cut one tile batch's stamps, own one mosaic chunk.
 
-A retried chunk rewrites the same bytes (the work is a pure function of its inputs),
-so retries are safe even if the first attempt got as far as writing.
+Both are retried if their worker dies. Each is a pure function of its inputs that
+writes its result under a temporary name and renames it, so a retry (even after the
+first attempt got as far as writing) leaves the same bytes.
 """
 
 from __future__ import annotations
@@ -11,14 +12,27 @@ from typing import Any
 import ray
 
 from radiff_scale.compose.chunk_work import ChunkOutcome, compose_chunk
+from radiff_scale.compose.stamp_work import BatchOutcome, cut_batch
+
+
+@ray.remote(num_cpus=1, max_retries=3)
+def cut_stamps_task(
+    run_root: str,
+    batch: int,
+    batch_size: int,
+    objects: list[dict[str, Any]],
+    geometry: Any,
+    preprocess_reference: dict[str, float],
+) -> BatchOutcome:
+    return cut_batch(run_root, batch, batch_size, objects, geometry, preprocess_reference)
+
 
 @ray.remote(num_cpus=1, max_retries=3)
 def compose_chunk_task(
     run_root: str,
     index: tuple[int, int],
-    objects: list[dict[str, Any]],
+    ranks: list[int],
+    batch_size: int,
     background: Any,
-    geometry: Any,
-    preprocess_reference: dict[str, float],
 ) -> ChunkOutcome:
-    return compose_chunk(run_root, index, objects, background, geometry, preprocess_reference)
+    return compose_chunk(run_root, index, ranks, batch_size, background)

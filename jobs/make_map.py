@@ -49,9 +49,9 @@ class StageLog:
 
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
-    #: Chunk owners' seconds by step, summed over the chunks this run wrote (worker time, not
-    #: wall time: with W workers they add up to about W times the chunk stage).
-    chunk_steps: dict[str, float] = field(default_factory=dict)
+    #: Workers' seconds by stage and step, summed over the tasks this run did (worker time,
+    #: not wall time: with W workers a stage's steps add up to about W times its wall time).
+    worker_steps: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def timed(self, name: str, started: float) -> None:
         self.seconds[name] = round(time.perf_counter() - started, 3)
@@ -239,56 +239,103 @@ def _tile_bank(spec: MapSpec):
     return TileBank.load(spec.tiles[len("bank:"):])
 
 
-def compose_chunks_stage(spec: MapSpec, run, planned, source, geometry, card: dict, progress: bool, log: StageLog):
+def _run_tasks(submit, items: list, workers: int, on_result) -> None:
+    """Submit ``submit(item)`` for each item, at most two per worker in flight, and hand each
+    result to ``on_result`` as it arrives (the driver never holds every pending result)."""
     import ray
 
-    from actors.compositor import compose_chunk_task
-    from radiff_scale.compose.chunk_work import FOOTPRINT, chunks_touched
-    from radiff_scale.compose.mosaic import create_mosaic, done_chunks, open_mosaic
+    running: list = []
+    queue = list(items)
+    limit = 2 * max(1, workers)
+    while queue or running:
+        while queue and len(running) < limit:
+            running.append(submit(queue.pop(0)))
+        ready, running = ray.wait(running, num_returns=1)
+        on_result(ray.get(ready[0]))
 
-    mosaic = open_mosaic(run.mosaic) if run.mosaic.exists() else create_mosaic(run.mosaic, geometry.shape, spec.chunk)
-    by_chunk: dict[tuple[int, int], list[dict]] = defaultdict(list)
-    for record, footprint in zip(planned.records(), planned.masks.footprints):  # both in rank order
-        record[FOOTPRINT] = (footprint.row0, footprint.col0, footprint.crop)
-        fp = (record["fp_row0"], record["fp_row1"], record["fp_col0"], record["fp_col1"])
-        for index in chunks_touched(fp, spec.chunk):
-            by_chunk[index].append(record)
-    all_chunks = [c.index for c in mosaic.chunk_grid()]
-    finished = done_chunks(run.mosaic)
-    todo = [c for c in all_chunks if c not in finished]
-    log.counts["chunks_total"] = len(all_chunks)
-    log.counts["chunks_written"] = len(todo)
+
+def _add_steps(log: StageLog, stage: str, steps: dict[str, float]) -> None:
+    totals = log.worker_steps.setdefault(stage, {})
+    for step, seconds in steps.items():
+        totals[step] = totals.get(step, 0.0) + seconds
+
+
+def stamps_stage(spec: MapSpec, run, records: list[dict], geometry, card: dict, progress: bool, log: StageLog):
+    """Cut every placed object's stamp once and measure its catalogue row, a tile batch per task."""
+    import ray
+
+    from actors.compositor import cut_stamps_task
+    from radiff_scale.compose import stamp_store, tile_store
+
     reference = card.get("preprocess_reference")
     if reference is None:
         raise RadiffError("the model card has no preprocess_reference: it cannot map tiles back to flux")
+    b = spec.sampler.batch_size
+    total = tile_store.n_batches(len(records), b)
+    finished = stamp_store.done_batches(run.stamps)
+    todo = [batch for batch in range(total) if batch not in finished]
+    log.counts["stamp_batches_total"] = total
+    log.counts["stamp_batches_cut"] = len(todo)
     odd: list[int] = []
-    bar = _bar(progress, len(todo), "chunks", "chunk")
-    background_ref = ray.put(source)
+    bar = _bar(progress, len(todo), "stamps", "batch")
     geometry_ref = ray.put(geometry)
-    running: list = []
-    queue = list(todo)
-    limit = 2 * spec.workers
+
+    def submit(batch: int):
+        objects = records[tile_store.batch_slice(batch, len(records), b)]
+        return cut_stamps_task.remote(str(run.root), batch, b, objects, geometry_ref, reference)
+
+    def done(outcome) -> None:
+        odd.extend(outcome.odd_normalisation)
+        _add_steps(log, "stamps", outcome.step_seconds)
+        bar.update(1)
+
     try:
-        while queue or running:
-            while queue and len(running) < limit:
-                index = queue.pop(0)
-                running.append(compose_chunk_task.remote(
-                    str(run.root), index, by_chunk.get(index, []), background_ref, geometry_ref, reference
-                ))
-            ready, running = ray.wait(running, num_returns=1)
-            outcome = ray.get(ready[0])
-            odd.extend(outcome.odd_normalisation)
-            for step, seconds in outcome.step_seconds.items():
-                log.chunk_steps[step] = log.chunk_steps.get(step, 0.0) + seconds
-            bar.update(1)
+        _run_tasks(submit, todo, spec.workers, done)
     finally:
         bar.close()
     log.counts["objects_not_brighter_than_tile_background"] = sorted(set(odd))
 
 
+def compose_chunks_stage(spec: MapSpec, run, records: list[dict], source, geometry, progress: bool, log: StageLog):
+    """Paint the stamps into the mosaic, one task per chunk (each chunk written once, by its owner)."""
+    import ray
+
+    from actors.compositor import compose_chunk_task
+    from radiff_scale.compose.chunk_work import chunks_touched
+    from radiff_scale.compose.mosaic import create_mosaic, done_chunks, open_mosaic
+
+    mosaic = open_mosaic(run.mosaic) if run.mosaic.exists() else create_mosaic(run.mosaic, geometry.shape, spec.chunk)
+    by_chunk: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for record in records:  # rank order, so every chunk's list is ascending
+        fp = (record["fp_row0"], record["fp_row1"], record["fp_col0"], record["fp_col1"])
+        for index in chunks_touched(fp, spec.chunk):
+            by_chunk[index].append(int(record["rank"]))
+    all_chunks = [c.index for c in mosaic.chunk_grid()]
+    finished = done_chunks(run.mosaic)
+    todo = [c for c in all_chunks if c not in finished]
+    log.counts["chunks_total"] = len(all_chunks)
+    log.counts["chunks_written"] = len(todo)
+    bar = _bar(progress, len(todo), "chunks", "chunk")
+    background_ref = ray.put(source)
+
+    def submit(index: tuple[int, int]):
+        return compose_chunk_task.remote(
+            str(run.root), index, by_chunk.get(index, []), spec.sampler.batch_size, background_ref
+        )
+
+    def done(outcome) -> None:
+        _add_steps(log, "chunks", outcome.step_seconds)
+        bar.update(1)
+
+    try:
+        _run_tasks(submit, todo, spec.workers, done)
+    finally:
+        bar.close()
+
+
 def export_stage(spec: MapSpec, run, planned, geometry, progress: bool, log: StageLog) -> dict[str, str]:
     from radiff_scale.compose.catalogue import write_catalogue
-    from radiff_scale.compose.chunk_work import read_catalogue_parts
+    from radiff_scale.compose.stamp_work import read_catalogue_parts
     from radiff_scale.compose.fits_export import export_fits, export_labels_fits
     from radiff_scale.compose.quicklook import write_quicklook
     from radiff_scale.compose.regions import write_ds9_regions
@@ -354,7 +401,7 @@ def run_make_map(
     from radiff_scale.compose.mosaic import validate_chunk
     from radiff_scale.compose.spec import preflight_disk
     from radiff_scale.compose.placement_stage import plan_map
-    from radiff_scale.compose.rundir import prepare_run_dir, write_json_atomic
+    from radiff_scale.compose.rundir import RUN_LAYOUT, prepare_run_dir, write_json_atomic
     from radiff_scale.compose.sigma import sigma_map
 
     started = time.perf_counter()
@@ -372,7 +419,7 @@ def run_make_map(
         print(f"tiles: copied from the tile bank {tile_bank.source} ({len(tile_bank)} pre-sampled tiles, "
               f"8 flips/rotations each; shapes repeat and tiles ignore the local background)", file=sys.stderr)
     given = positions.resolve(geometry) if positions is not None else None
-    identity = spec.identity()
+    identity = {**spec.identity(), "run_layout": RUN_LAYOUT}
     if given is not None:
         identity["positions"] = {"rows": len(given), "sha256": given.fingerprint()}
     out = Path(out)
@@ -417,8 +464,16 @@ def run_make_map(
     t = time.perf_counter()
     sample_tiles_stage(spec, run, planned, source, model_dir, use_gpu, progress, log, tile_bank)
     log.timed("tiles", t)
+    from radiff_scale.compose.stamp_work import FOOTPRINT
+
+    records = planned.records()  # rank order, as are the footprints
+    for record, footprint in zip(records, planned.masks.footprints):
+        record[FOOTPRINT] = (footprint.row0, footprint.col0, footprint.crop)
     t = time.perf_counter()
-    compose_chunks_stage(spec, run, planned, source, geometry, card, progress, log)
+    stamps_stage(spec, run, records, geometry, card, progress, log)
+    log.timed("stamps", t)
+    t = time.perf_counter()
+    compose_chunks_stage(spec, run, records, source, geometry, progress, log)
     log.timed("chunks", t)
     t = time.perf_counter()
     outputs = export_stage(spec, run, planned, geometry, progress, log)
@@ -436,7 +491,9 @@ def run_make_map(
         "resumed": bool(resume),
         "versions": _versions(),
         "seconds": log.seconds,
-        "chunk_worker_seconds": {k: round(v, 3) for k, v in log.chunk_steps.items()},
+        "worker_seconds": {
+            stage: {k: round(v, 3) for k, v in steps.items()} for stage, steps in log.worker_steps.items()
+        },
         "counts": log.counts,
         "outputs": outputs,
         "unplaced": run.unplaced.relative_to(run.root).as_posix(),

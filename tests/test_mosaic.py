@@ -482,30 +482,32 @@ def _chunk_run(root: Path, n: int = 24):
     return run, records, tiles, masks, params
 
 
-def test_compose_chunk_bytes_do_not_depend_on_the_tile_batch(tmp_path, monkeypatch):
-    """Tiles are read in batches and go back to flux only inside the stamp's box: the chunks equal
-    a whole-map painting of stamps cut the plain way (whole tile through the inverse)."""
-    from radiff_scale.compose import chunk_work
-    from radiff_scale.compose.chunk_work import (
-        chunks_touched,
-        compose_chunk,
-        read_catalogue_parts,
-    )
+def test_stamp_stage_and_chunk_owners_do_not_depend_on_the_batch_size(tmp_path):
+    """Stamps are cut once per tile batch (the inverse preprocessing only inside each stamp's box)
+    and painted by chunk owners from the stamp store: the chunks and the catalogue do not depend on
+    the batch size, and equal a whole-map painting of stamps cut the plain way (whole tile
+    through the inverse)."""
+    from radiff_scale.compose import tile_store
+    from radiff_scale.compose.chunk_work import chunks_touched, compose_chunk
     from radiff_scale.compose.planner import PlacedObject
+    from radiff_scale.compose.stamp_work import cut_batch, read_catalogue_parts
     from radiff_scale.compose.stamps import cut_stamp
     from radiff_scale.data.preprocess import inverse_preprocess
 
     geometry = MapGeometry(SHAPE, 1.5, 10.0, -30.0, Beam(6.5, 6.5), 1.4e9)
     results = []
-    for batch_size in (chunk_work.TILE_BATCH, 2):
-        monkeypatch.setattr(chunk_work, "TILE_BATCH", batch_size)
+    for batch_size in (5, 2):
         run, records, tiles, masks, params = _chunk_run(tmp_path / f"b{batch_size}")
+        for batch in range(tile_store.n_batches(len(records), batch_size)):
+            objects = records[tile_store.batch_slice(batch, len(records), batch_size)]
+            outcome = cut_batch(run.root, batch, batch_size, objects, geometry, params.to_dict())
+            assert outcome.n_stamps == len(objects)
         by_chunk: dict = {}
         for r in records:
             for index in chunks_touched((r["fp_row0"], r["fp_row1"], r["fp_col0"], r["fp_col1"]), CHUNK):
-                by_chunk.setdefault(index, []).append(r)
+                by_chunk.setdefault(index, []).append(r["rank"])
         for b in open_mosaic(run.mosaic).chunk_grid():
-            compose_chunk(run.root, b.index, by_chunk.get(b.index, []), _background(), geometry, params.to_dict())
+            compose_chunk(run.root, b.index, by_chunk.get(b.index, []), batch_size, _background())
         results.append((_read(open_mosaic(run.mosaic)), read_catalogue_parts(run.catalogue_parts)))
     (first, cat_a), (second, cat_b) = results
     for name in first:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from radiff_scale.compose.chunk_work import OBJECT_COLUMNS
 from radiff_scale.compose.planner import (
     ObjectPlan,
     PlacedObject,
@@ -32,6 +31,13 @@ from radiff_scale.data.mask_bank import MaskBank
 from radiff_scale.seeding import derive_seed
 
 TILE = 128
+
+
+#: Columns of the placement table (one row per placed object, in rank order).
+OBJECT_COLUMNS = (
+    "object_id", "class_id", "k", "seed", "row0", "col0", "rank", "sigma_local",
+    "fp_row0", "fp_row1", "fp_col0", "fp_col1", "bank_index",
+)
 
 
 @dataclass(frozen=True)
@@ -211,8 +217,7 @@ def plan_map(
 
 def _rank_order(placed: list[PlacedObject], chunk: int | None) -> list[PlacedObject]:
     """``placed`` (placed crops, id order) sorted by owner chunk, then id. The owner is the
-    chunk holding the top-left pixel of the object's footprint box (here the crop origin),
-    the rule of :func:`radiff_scale.compose.chunk_work.owner_chunk`."""
+    chunk holding the top-left pixel of the object's footprint box (here the crop origin)."""
     if chunk is None:
         return list(placed)
     return sorted(placed, key=lambda o: (o.row0 // chunk, o.col0 // chunk, o.object_id))

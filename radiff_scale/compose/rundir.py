@@ -7,7 +7,8 @@ Layout of ``OUT/``::
     work/mask_pool.zarr    masks invented by the mask prior (only with ``masks: prior``)
     work/masks.zarr        one single-object class mask per placed object (rank order)
     work/tiles.zarr        one generated tile per placed object; one chunk per batch
-    work/catalogue/        catalogue rows, one part per mosaic chunk that owns objects
+    work/stamps/           the cut stamps, one file per tile batch (radiff_scale.compose.stamp_store)
+    work/catalogue/        catalogue rows, one part per tile batch
     map.zarr/          the mosaic (image, class, instance) with per-chunk done markers
     map.fits, labels.fits, catalogue.{parquet,fits,csv}, regions.reg, quicklook.png
     manifest.json      written last: its presence means the run is complete
@@ -27,6 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from radiff_scale.errors import RadiffError
+
+
+#: Version of what ``work/`` holds and in which order (part of a run's identity in
+#: spec.json, so ``--resume`` refuses a folder an older layout left half done). 2: objects
+#: ranked by owner chunk, stamps cut once into ``work/stamps``, catalogue parts per batch.
+RUN_LAYOUT = 2
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,10 @@ class RunDir:
     @property
     def tiles(self) -> Path:
         return self.work / "tiles.zarr"
+
+    @property
+    def stamps(self) -> Path:
+        return self.work / "stamps"
 
     @property
     def catalogue_parts(self) -> Path:
