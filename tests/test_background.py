@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zlib
 
 import numpy as np
 import pytest
@@ -12,7 +13,6 @@ from radiff_scale.beam import Beam, correlated_noise
 from radiff_scale.compose.background import NOISE_TILE, BackgroundSource, FitsBackground, SyntheticBackground
 from radiff_scale.compose.wcs import MapGeometry, read_map_header, read_map_unit
 from radiff_scale.errors import RadiffError
-from radiff_scale.seeding import derive_rng
 
 SCORPIO = "backgrounds/ScorpioFaintSNRField.fits"
 
@@ -195,8 +195,9 @@ def test_synthetic_noise_has_rms_and_beam_correlation():
 
 def test_synthetic_noise_is_the_documented_tiles_convolved_with_the_beam():
     """Pins the seeding scheme and the float32 FFT against a float64 'valid' convolution of
-    white noise rebuilt independently from the class docstring (tiles of NOISE_TILE px,
-    tile (ti, tj) seeded by derive_seed(seed, pair(zigzag(ti), zigzag(tj)), "noise"))."""
+    white noise rebuilt independently from the class docstring (tiles of NOISE_TILE px, tile
+    (ti, tj) drawn from PCG64DXSM(SeedSequence([seed, crc32("noise")])) advanced by
+    pair(zigzag(ti), zigzag(tj)) << 40)."""
     geo = _geometry(shape=(200, 170), beam=Beam(9.0, 5.0, 30.0))
     bg = SyntheticBackground(geo, rms_jy=3e-4, seed=7, block=64)
     t, h = NOISE_TILE, bg.halo
@@ -213,7 +214,9 @@ def test_synthetic_noise_is_the_documented_tiles_convolved_with_the_beam():
     plane = np.empty((n * t, n * t))
     for i, ti in enumerate(range(first, last + 1)):
         for j, tj in enumerate(range(first, last + 1)):
-            rng = derive_rng(7, pair(zigzag(ti), zigzag(tj)), "noise")
+            bits = np.random.PCG64DXSM(np.random.SeedSequence([7, zlib.crc32(b"noise")]))
+            bits.advance(pair(zigzag(ti), zigzag(tj)) * 2**40)
+            rng = np.random.Generator(bits)
             plane[i * t : (i + 1) * t, j * t : (j + 1) * t] = rng.standard_normal((t, t), dtype=np.float32)
     o = lo - first * t  # plane index of pixel -h
     white = plane[o : o + 200 + 2 * h, o : o + 170 + 2 * h]

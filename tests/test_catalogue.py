@@ -102,6 +102,24 @@ def test_pa_is_east_of_north():
     assert major == pytest.approx(minor) and major > 0
 
 
+def test_closed_form_shape_agrees_with_an_eigendecomposition_of_the_moments():
+    """mask_shape diagonalises the 2x2 moment matrix by hand; numpy's eigh is the reference."""
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        mask = rng.random((int(rng.integers(1, 12)), int(rng.integers(1, 12)))) > rng.uniform(0.2, 0.9)
+        if not mask.any():
+            continue
+        rows, cols = np.nonzero(mask)
+        cov = np.cov(np.vstack([rows, cols]).astype(float), bias=True).reshape(2, 2) + np.eye(2) / 12.0
+        evals, evecs = np.linalg.eigh(cov)
+        major, minor, pa = mask_shape(mask)
+        assert major == pytest.approx(math.sqrt(8 * math.log(2) * evals[1]), rel=1e-9)
+        assert minor == pytest.approx(math.sqrt(8 * math.log(2) * max(evals[0], 0.0)), rel=1e-9, abs=1e-12)
+        if evals[1] - evals[0] > 1e-6 * evals[1]:
+            want = math.degrees(math.atan2(-evecs[1, 1], evecs[0, 1])) % 180.0
+            assert abs((pa - want + 90.0) % 180.0 - 90.0) < 1e-6
+
+
 def test_build_catalogue_sorts_by_id_and_refuses_duplicates():
     rows = sample_rows()
     table = build_catalogue(rows[::-1])
