@@ -202,6 +202,7 @@ def main() -> None:
             "resume_wrote_only_missing_chunks": counts["chunks_written"] == total_chunks - len(before),
             "chunks_done_before_kill_not_redone": len(kept) == len(before),
             "resume_sampled_no_tiles": counts.get("tile_batches_sampled") == 0,
+            "resume_cut_no_stamps": counts.get("stamp_batches_cut") == 0,
         }
     finally:
         if args.workdir is None:

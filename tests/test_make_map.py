@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 
+from jobs.make_map import add_arguments, spec_from_args
 from jobs.make_map import main as make_map_main
 from jobs.make_map import run_make_map
 from radiff_scale.compose.background import SyntheticBackground
@@ -120,6 +122,7 @@ def test_killed_run_resumes_to_the_same_bytes(two_worker_run: Path, tiny_bundle:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["chunks_written"] == 9 - written_before
     assert manifest["counts"]["tile_batches_sampled"] == 0
+    assert manifest["counts"]["stamp_batches_cut"] == 0  # stamps were all cut before the chunk stage
     assert np.array_equal(_read(out / "map.fits"), _read(two_worker_run / "map.fits"))
     assert (out / "catalogue.csv").read_bytes() == (two_worker_run / "catalogue.csv").read_bytes()
 
@@ -157,6 +160,19 @@ def test_existing_output_is_refused_unless_resumed_or_overwritten(tmp_path: Path
     assert make_map_main([*args, "--overwrite"]) == 2
     assert "not a radiff-scale run folder" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_left_by_an_older_work_layout_is_not_resumed(tmp_path: Path, capsys, tiny_bundle: Path) -> None:
+    """Its work folder (ranks, stamps, catalogue parts) means something else: finishing it would mix layouts."""
+    out = tmp_path / "old"
+    args = ["--out", str(out), "--quiet", "--size", "512", "--set", f"model={tiny_bundle}"]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out.mkdir()
+    (out / "spec.json").write_text(json.dumps(spec_from_args(parser.parse_args(args)).identity()))  # no run_layout
+    assert make_map_main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "different spec" in err and "run_layout" in err
 
 
 def test_background_without_celestial_wcs_is_refused(tmp_path: Path, capsys, tiny_bundle: Path) -> None:

@@ -529,3 +529,15 @@ def test_stamp_stage_and_chunk_owners_do_not_depend_on_the_batch_size(tmp_path):
     assert first["image"].tobytes() == image.tobytes()
     assert first["instance"].tobytes() == instances.tobytes()
     assert first["class"].tobytes() == classes.tobytes()
+
+
+def test_chunk_owners_reopen_a_different_mosaic_made_at_the_same_path(tmp_path):
+    """Workers keep the mosaic open between chunks; one recreated under the same path with
+    another chunk size (--overwrite in a live Ray session) must not be served stale."""
+    from radiff_scale.compose.chunk_work import _mosaic
+
+    path = tmp_path / "m.zarr"
+    create_mosaic(path, (256, 256), chunk=64)
+    assert _mosaic(path).chunk == 64 and _mosaic(path) is _mosaic(path)
+    create_mosaic(path, (256, 256), chunk=128, overwrite=True)
+    assert _mosaic(path).chunk == 128 and _mosaic(path).grid_shape == (2, 2)

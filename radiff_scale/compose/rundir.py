@@ -7,8 +7,8 @@ Layout of ``OUT/``::
     work/mask_pool.zarr    masks invented by the mask prior (only with ``masks: prior``)
     work/masks.zarr        one single-object class mask per placed object (rank order)
     work/tiles.zarr        one generated tile per placed object; one chunk per batch
-    work/stamps/           the cut stamps, one file per tile batch (radiff_scale.compose.stamp_store)
-    work/catalogue/        catalogue rows, one part per tile batch
+    work/stamps/           the cut stamps, one file per stamp batch (radiff_scale.compose.stamp_store)
+    work/catalogue/        catalogue rows, one part per stamp batch
     map.zarr/          the mosaic (image, class, instance) with per-chunk done markers
     map.fits, labels.fits, catalogue.{parquet,fits,csv}, regions.reg, quicklook.png
     manifest.json      written last: its presence means the run is complete

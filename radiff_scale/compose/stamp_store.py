@@ -1,10 +1,10 @@
-"""Cut stamps on disk, one file per tile batch.
+"""Cut stamps on disk, one file per batch of consecutive ranks.
 
 A stamp is what one placed object adds to the map: Jy/beam, zero outside its mask,
 trimmed to its bounding box (a few kB where its tile is 64 kB). The stamp stage cuts
-every object once, a tile batch at a time, and the chunk owners only read and paint
-stamps. Batches are the tile store's (consecutive ranks), and ranks follow owner
-chunks, so a chunk owner reads a handful of batch files.
+every object once, a batch at a time (whole tile batches: see
+``jobs.make_map.stamp_batch_size``), and the chunk owners only read and paint stamps.
+Ranks follow owner chunks, so a chunk owner reads a handful of batch files.
 
 ``work/stamps/<batch>.npz`` (uncompressed) holds, in rank order within the batch:
 

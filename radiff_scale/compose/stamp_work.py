@@ -1,4 +1,4 @@
-"""What one stamp task does: cut the stamps of one tile batch and measure their catalogue rows.
+"""What one stamp task does: cut the stamps of a batch of consecutive ranks and measure their catalogue rows.
 
 A stamp is a pure function of its object's tile, mask, k and local sigma, so it is cut
 once per object, here, and the chunk owners only paint it (cutting inside the chunk
@@ -75,7 +75,8 @@ def cut_batch(
     geometry: MapGeometry,
     preprocess_reference: dict[str, float],
 ) -> BatchOutcome:
-    """Cut and measure the objects of tile batch ``batch`` (``objects``: its records, in rank order)."""
+    """Cut and measure the objects of stamp batch ``batch`` (ranks ``batch * batch_size`` on;
+    ``objects``: their records, in rank order)."""
     started = time.perf_counter()
     run = RunDir(Path(run_root))
     expected = tile_store.batch_slice(batch, batch * batch_size + len(objects), batch_size)
