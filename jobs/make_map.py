@@ -282,16 +282,24 @@ def stamp_batch_size(spec: MapSpec) -> int:
     return b * max(1, -(-STAMP_BATCH_MIN // b))
 
 
-def stamps_stage(spec: MapSpec, run, records: list[dict], geometry, card: dict, progress: bool, log: StageLog):
+def preprocess_reference(card: dict) -> dict[str, float]:
+    """The card's preprocessing reference, without which tiles cannot go back to flux
+    (checked before any heavy work)."""
+    reference = card.get("preprocess_reference")
+    if reference is None:
+        raise RadiffError("the model card has no preprocess_reference: it cannot map tiles back to flux")
+    return reference
+
+
+def stamps_stage(
+    spec: MapSpec, run, records: list[dict], geometry, reference: dict[str, float], progress: bool, log: StageLog
+):
     """Cut every placed object's stamp once and measure its catalogue row, a batch of objects per task."""
     import ray
 
     from actors.compositor import cut_stamps_task
     from radiff_scale.compose import stamp_store, tile_store
 
-    reference = card.get("preprocess_reference")
-    if reference is None:
-        raise RadiffError("the model card has no preprocess_reference: it cannot map tiles back to flux")
     b = stamp_batch_size(spec)
     total = tile_store.n_batches(len(records), b)
     finished = stamp_store.done_batches(run.stamps)
@@ -425,6 +433,7 @@ def run_make_map(
     from radiff_scale.compose.placement_stage import plan_map
     from radiff_scale.compose.rundir import RUN_LAYOUT, prepare_run_dir, write_json_atomic
     from radiff_scale.compose.sigma import sigma_map
+    from radiff_scale.compose.stamp_work import FOOTPRINT
 
     started = time.perf_counter()
     log = StageLog()
@@ -434,6 +443,7 @@ def run_make_map(
     model_dir = resolve_model_dir(spec.model) if tile_bank is None else None
     index = read_index(model_dir) if tile_bank is None else None
     card = dict(index.get("card") or {}) if index is not None else tile_bank.card
+    reference = preprocess_reference(card)
     geometry, source, sigma = _geometry_and_background(spec)
     check_mask_prior(spec, model_dir, index)
     bank = _mask_bank(spec) if tile_bank is None else tile_bank  # a bank's masks come with its tiles
@@ -486,13 +496,11 @@ def run_make_map(
     t = log.start()
     sample_tiles_stage(spec, run, planned, source, model_dir, use_gpu, progress, log, tile_bank)
     log.timed("tiles", t)
-    from radiff_scale.compose.stamp_work import FOOTPRINT
-
     records = planned.records()  # rank order, as are the footprints
     for record, footprint in zip(records, planned.masks.footprints):
         record[FOOTPRINT] = (footprint.row0, footprint.col0, footprint.crop)
     t = log.start()
-    stamps_stage(spec, run, records, geometry, card, progress, log)
+    stamps_stage(spec, run, records, geometry, reference, progress, log)
     log.timed("stamps", t)
     t = log.start()
     compose_chunks_stage(spec, run, records, source, geometry, progress, log)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,3 +226,18 @@ def test_masks_prior_needs_a_bundle_with_a_mask_prior(tmp_path: Path, capsys, ti
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "has no mask prior" in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_bundle_that_cannot_map_tiles_to_flux_is_refused_before_any_work(
+    tmp_path: Path, capsys, tiny_bundle: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    index = json.loads((bundle / "radiff_models.json").read_text())
+    del index["card"]["preprocess_reference"]
+    (bundle / "radiff_models.json").write_text(json.dumps(index))
+    out = tmp_path / "x"
+    assert make_map_main(["--out", str(out), "--size", "512", "--set", f"model={bundle}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "preprocess_reference" in err, err
+    assert not out.exists()
