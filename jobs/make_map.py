@@ -427,7 +427,6 @@ def run_make_map(
     instead of ``spec.placement.n_objects`` random ones. They are part of the run's
     identity: ``resume`` refuses a folder made with other positions.
     """
-    from radiff_scale.compose import tile_store
     from radiff_scale.compose.mosaic import validate_chunk
     from radiff_scale.compose.spec import preflight_disk
     from radiff_scale.compose.placement_stage import plan_map
@@ -478,11 +477,6 @@ def run_make_map(
     planned = plan_map(
         spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma, given, chunk=spec.chunk
     )
-    # Masks go to disk one batch (= one store chunk) at a time: the driver never holds them all.
-    b = spec.sampler.batch_size
-    tile_store.create_store(run.masks, len(planned.masks), b, "uint8")
-    for batch in range(tile_store.n_batches(len(planned.masks), b)):
-        tile_store.write_batch(run.masks, batch, b, planned.masks[tile_store.batch_slice(batch, len(planned.masks), b)])
     log.counts.update(
         objects_planned=planned.n_planned, objects_placed=planned.table.num_rows,
         objects_unplaced=len(planned.placement.unplaced),

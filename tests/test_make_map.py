@@ -208,12 +208,13 @@ def test_masks_from_the_mask_prior(prior_bundle: Path, tmp_path: Path, ray_local
     pool = zarr.open_array(str(out / "work" / "mask_pool.zarr"), mode="r")[:]
     assert pool.shape == (6, 128, 128) and pool.dtype == np.uint8
     # Every placed object's mask is one object of a pool mask (as from a bank): one class, and some pool
-    # mask holds at least as many pixels of that class.
-    masks = zarr.open_array(str(out / "work" / "masks.zarr"), mode="r")[:]
-    assert len(masks) == manifest["counts"]["objects_placed"] > 0
-    for mask in masks:
-        (cls,) = np.unique(mask[mask > 0])
-        assert max((m == cls).sum() for m in pool) >= (mask == cls).sum()
+    # mask holds at least as many pixels of that class (overlap 0: an instance's pixels are its mask's).
+    instance, classes = _read(out / "labels.fits", "INSTANCE"), _read(out / "labels.fits", "CLASS")
+    ids = np.unique(instance[instance > 0])
+    assert len(ids) == manifest["counts"]["objects_placed"] > 0
+    for object_id in ids:
+        (cls,) = np.unique(classes[instance == object_id])
+        assert max((m == cls).sum() for m in pool) >= (instance == object_id).sum()
     # Resuming a finished run samples nothing again, and the map is unchanged.
     before = (out / "map.fits").read_bytes()
     again = run_make_map(spec, out, resume=True, progress=False)

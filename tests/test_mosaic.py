@@ -440,8 +440,8 @@ def test_tile_store_codecs_and_reads_in_the_requested_order(tmp_path):
 
 
 def _chunk_run(root: Path, n: int = 24):
-    """A run folder as the map job leaves it before the chunk stage: mosaic, tile and mask
-    stores, and the placement records (tile origins, footprint boxes and crops, ranks)."""
+    """A run folder as the map job leaves it before the stamp stage: mosaic, tile store, and
+    the placement records (tile origins, footprint boxes and crops, ranks); and the masks."""
     from radiff_scale.compose import tile_store
     from radiff_scale.compose.rundir import RunDir
     from radiff_scale.data.preprocess import PreprocessParams
@@ -473,10 +473,9 @@ def _chunk_run(root: Path, n: int = 24):
             "footprint": (int(rows.min()), int(cols.min()),
                           disc[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].copy()),
         })
-    for store, data, dtype in ((run.tiles, tiles, "float32"), (run.masks, masks, "uint8")):
-        tile_store.create_store(store, n, 5, dtype)
-        for batch in range(tile_store.n_batches(n, 5)):
-            tile_store.write_batch(store, batch, 5, data[tile_store.batch_slice(batch, n, 5)])
+    tile_store.create_store(run.tiles, n, 5, "float32")
+    for batch in range(tile_store.n_batches(n, 5)):
+        tile_store.write_batch(run.tiles, batch, 5, tiles[tile_store.batch_slice(batch, n, 5)])
     params = PreprocessParams(zmin=-3e-4, zmax=1e-2, clip_lo=-0.05, clip_hi=5.0, tmin=float(np.tanh(-0.05)),
                               tmax=float(np.tanh(5.0)))
     return run, records, tiles, masks, params

@@ -12,10 +12,11 @@ import pytest
 from astropy.io import fits
 
 from jobs.make_map import main as make_map_main
-from jobs.make_map import run_make_map
+from jobs.make_map import _geometry_and_background, run_make_map
 from radiff_scale.classes import OBJECT_CLASSES, SourceClass
 from radiff_scale.compose import tile_store
 from radiff_scale.compose.background import SyntheticBackground
+from radiff_scale.compose.placement_stage import plan_map
 from radiff_scale.compose.planner import PlacementConfig
 from radiff_scale.compose.spec import MapSpec, SamplerSpec
 from radiff_scale.compose.tile_bank import (
@@ -125,7 +126,10 @@ def test_map_from_a_bank_has_exact_truth_and_says_so(bank_path: Path, tmp_path: 
     bank = TileBank.load(bank_path)
     drawn = [bank.draw(code) for code in range(len(bank) * N_TRANSFORMS)]
     ranks = list(range(manifest["counts"]["objects_placed"]))
-    masks = tile_store.read_ranks(out / "work" / "masks.zarr", ranks)
+    geometry, _, sigma = _geometry_and_background(spec)  # the job's plan, made again from the spec alone
+    planned = plan_map(spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma,
+                       chunk=spec.chunk)
+    masks = planned.masks[0 : len(ranks)]
     tiles = tile_store.read_ranks(out / "work" / "tiles.zarr", ranks)
     for mask, tile in zip(masks, tiles):  # every placed object wears a (transformed) bank entry, mask and tile
         assert any(np.array_equal(mask, m) and np.array_equal(tile, t) for m, t in drawn)

@@ -5,7 +5,6 @@ Layout of ``OUT/``::
     spec.json          resolved MapSpec identity, written first (what --resume checks)
     work/unplaced.json     objects that could not be placed, with reasons
     work/mask_pool.zarr    masks invented by the mask prior (only with ``masks: prior``)
-    work/masks.zarr        one single-object class mask per placed object (rank order)
     work/tiles.zarr        one generated tile per placed object; one chunk per batch
     work/stamps/           the cut stamps, one file per stamp batch (radiff_scale.compose.stamp_store)
     work/catalogue/        catalogue rows, one part per stamp batch
@@ -57,10 +56,6 @@ class RunDir:
     @property
     def mask_pool(self) -> Path:
         return self.work / "mask_pool.zarr"
-
-    @property
-    def masks(self) -> Path:
-        return self.work / "masks.zarr"
 
     @property
     def tiles(self) -> Path:
