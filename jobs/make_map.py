@@ -166,8 +166,8 @@ class _PlannedBatches:
 
 
 def sample_tiles_stage(
-    spec: MapSpec, run, planned, source, model_dir: Path | None, use_gpu: bool, progress: bool, log: StageLog,
-    tile_bank=None,
+    spec: MapSpec, run, planned, records: list[dict], source, model_dir: Path | None, use_gpu: bool, progress: bool,
+    log: StageLog, tile_bank=None,
 ) -> None:
     """One tile per placed object into run.tiles: sampled on actors, or copied from a tile bank."""
     from radiff_scale.compose import tile_store
@@ -190,7 +190,7 @@ def sample_tiles_stage(
             s = spec.sampler
             settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta)
             counts = sample_to_store(
-                str(model_dir), settings, _PlannedBatches(planned.records(), planned.masks, source, b), run.tiles,
+                str(model_dir), settings, _PlannedBatches(records, planned.masks, source, b), run.tiles,
                 spec.workers, use_gpu=use_gpu, on_batch=lambda _batch, k: bar.update(k),
             )
             total, done_now, resubmitted = counts.batches_total, counts.batches_sampled, counts.resubmitted
@@ -249,25 +249,31 @@ def _tile_bank(spec: MapSpec):
     return TileBank.load(spec.tiles[len("bank:"):])
 
 
-def _run_tasks(submit, items: list, workers: int, on_result) -> None:
-    """Submit ``submit(item)`` for each item, at most two per worker in flight, and hand each
-    result to ``on_result`` as it arrives (the driver never holds every pending result)."""
+def _run_stage_tasks(stage: str, unit: str, submit, items: list, workers: int, progress: bool, log: StageLog,
+                     on_result=None) -> None:
+    """Submit ``submit(item)`` for each item, at most two per worker in flight, behind a progress
+    bar. Each result's ``step_seconds`` add up in ``log.worker_steps[stage]`` and the result goes
+    to ``on_result`` as it arrives (the driver never holds every pending result)."""
     import ray
 
+    totals = log.worker_steps.setdefault(stage, {})
+    bar = _bar(progress, len(items), stage, unit)
     running: list = []
     queue = list(items)
     limit = 2 * max(1, workers)
-    while queue or running:
-        while queue and len(running) < limit:
-            running.append(submit(queue.pop(0)))
-        ready, running = ray.wait(running, num_returns=1)
-        on_result(ray.get(ready[0]))
-
-
-def _add_steps(log: StageLog, stage: str, steps: dict[str, float]) -> None:
-    totals = log.worker_steps.setdefault(stage, {})
-    for step, seconds in steps.items():
-        totals[step] = totals.get(step, 0.0) + seconds
+    try:
+        while queue or running:
+            while queue and len(running) < limit:
+                running.append(submit(queue.pop(0)))
+            ready, running = ray.wait(running, num_returns=1)
+            outcome = ray.get(ready[0])
+            for step, seconds in outcome.step_seconds.items():
+                totals[step] = totals.get(step, 0.0) + seconds
+            if on_result is not None:
+                on_result(outcome)
+            bar.update(1)
+    finally:
+        bar.close()
 
 
 #: Objects per stamp task (and stamp file), rounded up to whole tile batches: a task has a
@@ -307,22 +313,14 @@ def stamps_stage(
     log.counts["stamp_batches_total"] = total
     log.counts["stamp_batches_cut"] = len(todo)
     odd: list[int] = []
-    bar = _bar(progress, len(todo), "stamps", "batch")
     geometry_ref = ray.put(geometry)
 
     def submit(batch: int):
         objects = records[tile_store.batch_slice(batch, len(records), b)]
         return cut_stamps_task.remote(str(run.root), batch, b, objects, geometry_ref, reference)
 
-    def done(outcome) -> None:
-        odd.extend(outcome.odd_normalisation)
-        _add_steps(log, "stamps", outcome.step_seconds)
-        bar.update(1)
-
-    try:
-        _run_tasks(submit, todo, spec.workers, done)
-    finally:
-        bar.close()
+    _run_stage_tasks("stamps", "batch", submit, todo, spec.workers, progress, log,
+                     lambda outcome: odd.extend(outcome.odd_normalisation))
     log.counts["objects_not_brighter_than_tile_background"] = sorted(set(odd))
 
 
@@ -345,7 +343,6 @@ def compose_chunks_stage(spec: MapSpec, run, records: list[dict], source, geomet
     todo = [c for c in all_chunks if c not in finished]
     log.counts["chunks_total"] = len(all_chunks)
     log.counts["chunks_written"] = len(todo)
-    bar = _bar(progress, len(todo), "chunks", "chunk")
     background_ref = ray.put(source)
 
     def submit(index: tuple[int, int]):
@@ -353,14 +350,7 @@ def compose_chunks_stage(spec: MapSpec, run, records: list[dict], source, geomet
             str(run.root), index, by_chunk.get(index, []), stamp_batch_size(spec), background_ref
         )
 
-    def done(outcome) -> None:
-        _add_steps(log, "chunks", outcome.step_seconds)
-        bar.update(1)
-
-    try:
-        _run_tasks(submit, todo, spec.workers, done)
-    finally:
-        bar.close()
+    _run_stage_tasks("chunks", "chunk", submit, todo, spec.workers, progress, log)
 
 
 def export_stage(spec: MapSpec, run, planned, geometry, progress: bool, log: StageLog) -> dict[str, str]:
@@ -487,12 +477,12 @@ def run_make_map(
         print(f"planned {planned.n_planned} objects, placed {planned.table.num_rows} on a "
               f"{geometry.shape[0]}x{geometry.shape[1]} map", file=sys.stderr)
 
-    t = log.start()
-    sample_tiles_stage(spec, run, planned, source, model_dir, use_gpu, progress, log, tile_bank)
-    log.timed("tiles", t)
     records = planned.records()  # rank order, as are the footprints
     for record, footprint in zip(records, planned.masks.footprints):
         record[FOOTPRINT] = (footprint.row0, footprint.col0, footprint.crop)
+    t = log.start()
+    sample_tiles_stage(spec, run, planned, records, source, model_dir, use_gpu, progress, log, tile_bank)
+    log.timed("tiles", t)
     t = log.start()
     stamps_stage(spec, run, records, geometry, reference, progress, log)
     log.timed("stamps", t)
