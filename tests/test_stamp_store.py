@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from radiff_scale.compose import stamp_store
+from radiff_scale.compose.rundir import replace_when_done
 from radiff_scale.compose.stamp import Stamp
 
 
@@ -43,3 +45,18 @@ def test_a_batch_file_appears_only_when_complete_and_a_retry_replaces_it_whole(t
     assert [p.name for p in tmp_path.iterdir()] == ["7.npz"]  # no temporary files left behind
     stamp_store.write_batch(tmp_path, 8, [])
     assert stamp_store.read_batch(tmp_path, 8) == [] and stamp_store.done_batches(tmp_path) == {7, 8}
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
+    """The stamp store, catalogue parts and run JSON share replace_when_done: all or nothing."""
+    target = tmp_path / "part.bin"
+
+    def half_then_fail(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        replace_when_done(target, half_then_fail)
+    assert list(tmp_path.iterdir()) == []
+    assert replace_when_done(target, lambda tmp: tmp.write_bytes(b"whole")) == target
+    assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["part.bin"]

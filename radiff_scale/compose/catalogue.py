@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import pyarrow.parquet as pq
 
 from radiff_scale.beam import Beam
 from radiff_scale.classes import class_from_id
+from radiff_scale.compose.rundir import replace_when_done
 from radiff_scale.compose.stamp import Stamp
 
 #: sqrt(8 ln 2): FWHM of a Gaussian in units of its sigma.
@@ -175,18 +175,6 @@ def build_catalogue(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def _replace_when_done(path: Path, write) -> Path:
-    """Write through ``write(tmp_path)`` and rename into place only once it has succeeded."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def _fits_format(typ: pa.DataType, width: int) -> str:
     if pa.types.is_string(typ):
         return f"{max(width, 1)}A"
@@ -236,11 +224,11 @@ def write_catalogue(table: pa.Table, out_dir: str | Path, stem: str = "catalogue
     out_dir.mkdir(parents=True, exist_ok=True)
     table = table.select([name for name, _, _ in COLUMNS]).cast(SCHEMA)
     paths = {
-        "parquet": _replace_when_done(
+        "parquet": replace_when_done(
             out_dir / f"{stem}.parquet",
             lambda p: pq.write_table(table, p, compression="zstd", write_statistics=False, store_schema=True),
         ),
-        "fits": _replace_when_done(out_dir / f"{stem}.fits", lambda p: _write_fits(table, p)),
-        "csv": _replace_when_done(out_dir / f"{stem}.csv", lambda p: _write_csv(table, p)),
+        "fits": replace_when_done(out_dir / f"{stem}.fits", lambda p: _write_fits(table, p)),
+        "csv": replace_when_done(out_dir / f"{stem}.csv", lambda p: _write_csv(table, p)),
     }
     return paths

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,22 @@ class RunDir:
         return self.root / name
 
 
+def replace_when_done(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write through ``write(tmp_path)`` and rename into place only once it has succeeded, so
+    ``path`` either holds a complete file or none (a failed write leaves no temporary behind).
+    The temporary name is unique per call: a retried task may write the same file meanwhile."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON (sorted keys) under a temporary name, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    replace_when_done(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
 def prepare_run_dir(out: str | Path, identity: dict[str, Any], resume: bool, overwrite: bool) -> RunDir:

@@ -18,14 +18,13 @@ its existence is the batch's done marker, which is what ``--resume`` reads.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from radiff_scale.compose.rundir import replace_when_done
 from radiff_scale.compose.stamp import Stamp
 
 _SUFFIX = ".npz"
@@ -36,7 +35,8 @@ def batch_path(folder: Path, batch: int) -> Path:
 
 
 def write_batch(folder: Path, batch: int, stamps: Sequence[Stamp]) -> None:
-    """Write one batch's stamps (in rank order); same stamps, same bytes."""
+    """Write one batch's stamps (in rank order). A rewrite holds the same stamps, though not the
+    same file bytes (a zip member records its time)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = np.array(
@@ -44,11 +44,12 @@ def write_batch(folder: Path, batch: int, stamps: Sequence[Stamp]) -> None:
     ).reshape(len(stamps), 6)
     data = np.concatenate([np.asarray(s.data, np.float32).ravel() for s in stamps]) if stamps else np.zeros(0, np.float32)
     mask = np.concatenate([np.asarray(s.mask, bool).ravel() for s in stamps]) if stamps else np.zeros(0, bool)
-    final = batch_path(folder, batch)
-    tmp = folder / f".{final.name}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, meta=meta, data=data, mask=mask)
-    os.replace(tmp, final)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: given a name, savez would append ".npz" to it
+            np.savez(fh, meta=meta, data=data, mask=mask)
+
+    replace_when_done(batch_path(folder, batch), write)
 
 
 def read_batch(folder: Path, batch: int) -> list[Stamp]:

@@ -13,9 +13,7 @@ batch's done marker: a batch recorded done always has its rows on disk.
 from __future__ import annotations
 
 import functools
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ import pyarrow.parquet as pq
 from radiff_scale.compose import stamp_store, tile_store
 from radiff_scale.compose.catalogue import build_catalogue, measure
 from radiff_scale.compose.planner import PlacedObject
-from radiff_scale.compose.rundir import RunDir
+from radiff_scale.compose.rundir import RunDir, replace_when_done
 from radiff_scale.compose.stamps import NORM_PEAK, cut_stamp
 from radiff_scale.compose.wcs import MapGeometry
 from radiff_scale.data.preprocess import PreprocessParams, inverse_preprocess
@@ -121,10 +119,7 @@ def cut_batch(
 
 def _write_part(folder: Path, batch: int, table: pa.Table) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{batch}.parquet"
-    tmp = folder / f".{final.name}.{uuid.uuid4().hex}.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, final)
+    replace_when_done(folder / f"{batch}.parquet", lambda tmp: pq.write_table(table, tmp))
 
 
 def read_catalogue_parts(folder: Path) -> pa.Table:

@@ -73,16 +73,3 @@ def done_batches(path: Path) -> set[int]:
 def read_range(path: Path, ranks: slice) -> np.ndarray:
     """Tiles at consecutive ranks (a batch is one store chunk: one read, no selection)."""
     return zarr.open_array(str(path), mode="r")[ranks]
-
-
-def read_ranks(path: Path, ranks: list[int]) -> np.ndarray:
-    """Tiles at the given ranks, read with one orthogonal selection."""
-    array = zarr.open_array(str(path), mode="r")
-    if not ranks:
-        return np.zeros((0, TILE, TILE), dtype=array.dtype)
-    order = np.argsort(ranks)
-    sorted_ranks = np.asarray(ranks)[order]
-    data = array.get_orthogonal_selection((sorted_ranks, slice(None), slice(None)))
-    out = np.empty_like(data)
-    out[order] = data
-    return out
