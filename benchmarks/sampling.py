@@ -107,7 +107,7 @@ def main() -> None:
     rows, tiles_of, same_across_pools = [], {}, True
     try:
         def settings(name: str, steps: int) -> SamplerSettings:
-            return SamplerSettings(name, steps, args.guidance_mask, args.guidance_background, 0.0)
+            return SamplerSettings(name, steps, args.guidance_mask, args.guidance_background, 0.0, SamplerSpec.gpu_precision)
 
         pool = make_sampler_pool(n_pool, str(model), settings(*samplers[0]), args.gpu, None if args.gpu else 1)
         warm = ArrayBatches(masks[:1], patches[:1], seeds[:1], 1)

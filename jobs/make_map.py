@@ -188,7 +188,7 @@ def sample_tiles_stage(
             from actors.tile_sampler import SamplerSettings
 
             s = spec.sampler
-            settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta)
+            settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta, s.gpu_precision)
             counts = sample_to_store(
                 str(model_dir), settings, _PlannedBatches(records, planned.masks, source, b), run.tiles,
                 spec.workers, use_gpu=use_gpu, on_batch=lambda _batch, k: bar.update(k),

@@ -139,6 +139,7 @@ def test_killed_run_resumes_to_the_same_bytes(two_worker_run: Path, tiny_bundle:
         (["--background", "/nonexistent.fits"], "no such file"),
         (["--set", "model=/nonexistent-bundle"], "no such folder"),
         (["--set", "sampler.name=euler"], "sampler.name"),
+        (["--set", "sampler.gpu_precision=fp16"], "sampler.gpu_precision 'fp16' is not one of fp32, bf16"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(tmp_path: Path, capsys, extra: list[str], message: str) -> None:

@@ -154,3 +154,16 @@ def test_pool_larger_than_the_cluster_finishes_on_the_actors_that_start(ray_loca
     finally:
         for actor in actors:
             ray_local.kill(actor)
+
+
+def test_a_cpu_sampler_ignores_the_gpu_precision(objects, tiny_bundle: Path) -> None:
+    """bf16 only applies on a GPU: a CPU actor asked for it samples the exact fp32 tiles."""
+    from actors.tile_sampler import TileSampler
+    from radiff_scale.diffusion.sampling import sample_tiles
+
+    masks, backgrounds, seeds = (part[:2] for part in objects)
+    sampler = TileSampler(str(tiny_bundle), SamplerSettings("ddim", 2, 1.5, 1.0, 0.0, gpu_precision="bf16"), threads=1)
+    assert sampler.describe()["precision"] == "fp32"
+    _, tiles = sampler.sample(0, masks, backgrounds, seeds)
+    exact = sample_tiles(sampler.models, masks, backgrounds, seeds, 2, (1.5, 1.0), "ddim")
+    assert np.array_equal(tiles, exact)

@@ -119,6 +119,16 @@ def test_bad_inputs_are_user_errors(models):
     assert sample_tiles(models, masks[:0], None, [], STEPS, 1.0, "ddim").shape == (0, 32, 32)
 
 
+def test_bf16_autocast_moves_tiles_a_little_and_other_precisions_are_refused(models):
+    masks, backgrounds, seeds = _masks(2), _backgrounds(2), [3, 4]
+    exact = sample_tiles(models, masks, backgrounds, seeds, STEPS, (3.0, 1.0), "dpm++")
+    bf16 = sample_tiles(models, masks, backgrounds, seeds, STEPS, (3.0, 1.0), "dpm++", precision="bf16")
+    assert bf16.dtype == np.float32 and bf16.shape == exact.shape
+    assert 0 < np.abs(bf16 - exact).mean() < 0.05  # the networks really ran in bf16, and stayed close
+    with pytest.raises(RadiffError, match="precision 'fp16'"):
+        sample_tiles(models, masks, backgrounds, seeds, STEPS, 1.0, "ddim", precision="fp16")
+
+
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_mask_prior_samples_are_integer_class_masks(models, sampler):
     seeds = [4, 9, 16]

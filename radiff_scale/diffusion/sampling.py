@@ -27,6 +27,9 @@ from radiff_scale.classes import NUM_CLASSES
 from radiff_scale.diffusion.schedule import make_scheduler
 from radiff_scale.errors import RadiffError
 
+#: Arithmetic of the network evaluations: exact fp32, or bf16 autocast (the solver stays fp32).
+PRECISIONS = ("fp32", "bf16")
+
 
 def _generators(seeds: Sequence[int]) -> list[torch.Generator]:
     gens = []
@@ -96,6 +99,15 @@ def guided_eps(
     return e_0 + s_mask * (e_m - e_0) + s_bg * (e_mb - e_m)
 
 
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bf16 autocast of the networks' convolutions and matmuls; the solver's arithmetic and the
+    outputs stay fp32. On an H200 the paper-size models sample ~6.7x faster than in fp32 (whose
+    attention takes the slow, memory-hungry path); on a CPU bf16 is ~20x slower (benchmarks)."""
+    if precision not in PRECISIONS:
+        raise RadiffError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def _denoise(
     predict,
     shape: tuple[int, ...],
@@ -139,6 +151,7 @@ def sample_tiles(
     guidance: float | Sequence[float],
     sampler: str,
     eta: float = 0.0,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Generate one 128x128 tile per (mask, background, seed); float32 (N, 128, 128) clamped to [0, 1].
 
@@ -146,7 +159,8 @@ def sample_tiles(
     ``masks``: uint8 (N, 128, 128) class ids. ``backgrounds``: float32 (N, 128, 128)
     preprocessed background patches, or None for the null background. ``guidance``:
     one scale for both conditions or (mask, background). ``sampler``: "ddpm", "ddim",
-    "dpm++" or "unipc"; ``eta`` only matters for DDIM.
+    "dpm++" or "unipc"; ``eta`` only matters for DDIM. ``precision``: "fp32" or "bf16"
+    (autocast of the network evaluations; see :func:`_autocast`).
     """
     autoencoder, unet = models.autoencoder, models.unet
     size = autoencoder.config.image_size
@@ -163,6 +177,23 @@ def sample_tiles(
     s_mask, s_bg = _guidance_scales(guidance)
     device = next(unet.parameters()).device
     generators = _generators(seeds)
+    with _autocast(device, precision):
+        return _sample_latent_tiles(models, masks, backgrounds, generators, steps, (s_mask, s_bg), sampler, eta, device)
+
+
+def _sample_latent_tiles(
+    models: Any,
+    masks: np.ndarray,
+    backgrounds: np.ndarray | None,
+    generators: list[torch.Generator],
+    steps: int,
+    scales: tuple[float, float],
+    sampler: str,
+    eta: float,
+    device: torch.device,
+) -> np.ndarray:
+    autoencoder, unet = models.autoencoder, models.unet
+    n = len(generators)
 
     mask_t = torch.from_numpy(masks.astype(np.int64)).to(device)
     cond_mask = unet.mask_condition(mask_t)
@@ -174,7 +205,7 @@ def sample_tiles(
         bg_latents = torch.zeros(latent_shape, device=device)
 
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return guided_eps(unet, x, t, cond_mask, bg_latents, backgrounds is not None, (s_mask, s_bg))
+        return guided_eps(unet, x, t, cond_mask, bg_latents, backgrounds is not None, scales)
 
     latents = _denoise(predict, latent_shape, generators, steps, sampler, eta, models.schedule, device)
     images = autoencoder.decode(latents).float().clamp(0.0, 1.0)
