@@ -42,6 +42,7 @@ from radiff_scale.compose.spec import SamplerSpec  # noqa: E402
 from radiff_scale.data.mask_bank import MaskBank  # noqa: E402
 from radiff_scale.diffusion.loss import ldm_loss  # noqa: E402
 from radiff_scale.diffusion.sampling import sample_tiles  # noqa: E402
+from radiff_scale.eval.mask_agreement import bright_pixels, iou  # noqa: E402
 from radiff_scale.models.autoencoder import ae_loss  # noqa: E402
 from radiff_scale.models.config import load_models_config, tiny_models_config  # noqa: E402
 from radiff_scale.models.io import RadiffModels  # noqa: E402
@@ -64,13 +65,12 @@ def objects(n: int, seed: int = 0, size: int = 128) -> tuple[np.ndarray, np.ndar
 
 
 @contextlib.contextmanager
-def precision(device: str, mode: str) -> Iterator[None]:
-    """fp32 (exact), tf32 (fp32 storage, TF32 tensor-core matmuls/convs) or bf16 autocast."""
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 tensor-core matmuls/convs on fp32 storage (PyTorch leaves matmuls exact by default)."""
     matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=mode == "bf16"):
-            yield
+        yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
@@ -103,22 +103,30 @@ def reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def sampler_call(models: RadiffModels, masks: np.ndarray, backgrounds: np.ndarray, seeds: list[int], spec: SamplerSpec):
-    return lambda: sample_tiles(models, masks, backgrounds, seeds, spec.steps,
-                                (spec.guidance_mask, spec.guidance_background), spec.name, spec.eta)
+def sampler_call(models: RadiffModels, masks: np.ndarray, backgrounds: np.ndarray, seeds: list[int], spec: SamplerSpec,
+                 mode: str = "fp32"):
+    """One sample_tiles call in ``mode``: fp32, tf32 (fp32 with TF32 matmuls) or bf16 (the actors' autocast)."""
+    def call() -> np.ndarray:
+        with tf32(mode == "tf32"):
+            return sample_tiles(models, masks, backgrounds, seeds, spec.steps, (spec.guidance_mask, spec.guidance_background),
+                                spec.name, spec.eta, precision="bf16" if mode == "bf16" else "fp32")
+    return call
+
+
+def mask_iou(tiles: np.ndarray, masks: np.ndarray) -> float:
+    """Quality as benchmarks/sampling.py measures it: IoU of a tile's bright pixels with its mask."""
+    return float(np.mean([iou(bright_pixels(t), m > 0) for t, m in zip(tiles, masks)]))
 
 
 def agreement(device: str, n: int, spec: SamplerSpec) -> dict[str, Any]:
     masks, backgrounds, seeds = objects(n)
     cpu = sampler_call(RadiffModels.load(DEMO_MODEL, "cpu"), masks, backgrounds, seeds, spec)()
     models = RadiffModels.load(DEMO_MODEL, device)
-    with precision(device, "fp32"):
-        one_batch = sampler_call(models, masks, backgrounds, seeds, spec)()
-        in_eights = np.concatenate([
-            sampler_call(models, masks[i:i + 8], backgrounds[i:i + 8], seeds[i:i + 8], spec)() for i in range(0, n, 8)
-        ])
-    with precision(device, "bf16"):
-        bf16 = sampler_call(models, masks, backgrounds, seeds, spec)()
+    one_batch = sampler_call(models, masks, backgrounds, seeds, spec)()
+    in_eights = np.concatenate([
+        sampler_call(models, masks[i:i + 8], backgrounds[i:i + 8], seeds[i:i + 8], spec)() for i in range(0, n, 8)
+    ])
+    bf16 = sampler_call(models, masks, backgrounds, seeds, spec, "bf16")()
     diff = np.abs(one_batch - cpu)
     return {
         "tiles": n,
@@ -128,6 +136,8 @@ def agreement(device: str, n: int, spec: SamplerSpec) -> dict[str, Any]:
         "batch_of_n_vs_batches_of_8_max_abs": float(np.abs(one_batch - in_eights).max()),
         "bf16_vs_fp32_mean_abs": float(np.abs(bf16 - one_batch).mean()),
         "bf16_vs_fp32_max_abs": float(np.abs(bf16 - one_batch).max()),
+        "mask_iou_fp32": mask_iou(one_batch, masks),
+        "mask_iou_bf16": mask_iou(bf16, masks),
         "tile_mean": float(cpu.mean()),
     }
 
@@ -139,8 +149,7 @@ def sampling_rows(device: str, name: str, models: RadiffModels, batches: list[in
         masks, backgrounds, seeds = objects(batch, seed=1, size=models.autoencoder.config.image_size)
         for mode in modes:
             reset_peak(device)
-            with precision(device, mode):
-                seconds, _ = timed(device, sampler_call(models, masks, backgrounds, seeds, spec), repeats)
+            seconds, _ = timed(device, sampler_call(models, masks, backgrounds, seeds, spec, mode), repeats)
             rows.append({"what": "sample", "model": name, "batch": batch, "precision": mode,
                          "seconds": seconds, "per_s": batch / seconds, "peak_gib": peak_gib(device)})
             print(f"  sample {name:5s} batch {batch:5d} {mode:4s}: {batch / seconds:9.1f} tiles/s", flush=True)
@@ -172,7 +181,7 @@ def training_rows(device: str, models: RadiffModels, batches: dict[str, int], mo
 
         for mode in modes:
             reset_peak(device)
-            with precision(device, mode):
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=mode == "bf16"):
                 seconds, _ = timed(device, step, repeats)
             rows.append({"what": f"train-{stage}", "model": "paper", "batch": batch, "precision": mode,
                          "seconds": seconds, "per_s": batch / seconds, "peak_gib": peak_gib(device)})
