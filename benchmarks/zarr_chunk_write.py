@@ -4,7 +4,7 @@ Run: ``python benchmarks/zarr_chunk_write.py [--n-chunks 4] [--chunk 2048] [--st
 Prints a table and writes JSON (default ``benchmarks/results/zarr_chunk_write.json``).
 
 Rows:
-- ``zarr image``: write N float32 chunks of noise to the ``image`` array (zstd), nothing else.
+- ``zarr image``: write N float32 chunks of noise to the ``image`` array (the mosaic's codec), nothing else.
 - ``zarr 3 arrays``: image + class + instance chunks, as a chunk owner writes them.
 - ``render (array bg)``: ``render_chunk`` with a precomputed background: stamp painting + writes + marker.
 - ``render (synthetic bg)``: the same with ``SyntheticBackground`` computing beam-correlated noise.
