@@ -101,14 +101,18 @@ class TreeSampler(threading.Thread):
         self.driver_hwm = 0
         self.process_hwm: dict[int, tuple[int, str]] = {}
         self.tree_pss_peak = 0
+        self.tree_pss_peak_at = 0.0  # seconds after the monitor started
+        self.tree_pss_peak_top: list[tuple[str, int]] = []  # the largest processes at that moment (name, PSS KiB)
         self.tree_rss_peak = 0
         self.max_processes = 0
         self.samples = 0
 
     def run(self) -> None:
+        started = time.perf_counter()
         while not self.stop_event.is_set():
             pids = process_tree(self.root)
             pss_sum = rss_sum = 0
+            per_process: list[tuple[int, int]] = []
             for pid in pids:
                 status = _status_kib(pid)
                 if not status:
@@ -120,7 +124,12 @@ class TreeSampler(threading.Thread):
                     self.process_hwm[pid] = (hwm, self.process_hwm.get(pid, (0, ""))[1] or _name(pid))
                 rss_sum += status.get("VmRSS", 0)
                 pss = _pss_kib(pid)
-                pss_sum += pss if pss is not None else status.get("VmRSS", 0)
+                pss = pss if pss is not None else status.get("VmRSS", 0)
+                pss_sum += pss
+                per_process.append((pss, pid))
+            if pss_sum > self.tree_pss_peak:
+                self.tree_pss_peak_at = time.perf_counter() - started
+                self.tree_pss_peak_top = [(_name(pid), kib) for kib, pid in sorted(per_process, reverse=True)[:4]]
             self.tree_pss_peak = max(self.tree_pss_peak, pss_sum)
             self.tree_rss_peak = max(self.tree_rss_peak, rss_sum)
             self.max_processes = max(self.max_processes, len(pids))
@@ -162,6 +171,20 @@ def raw_write_chunks_per_s(mosaic: Path, workers: int, scratch: Path) -> dict:
     rate = sum(n / s for n, s in parts if s > 0)
     return {"chunks": len(indices), "processes": len(parts), "chunks_per_s": rate,
             "write_seconds_per_process": [round(s, 3) for _, s in parts]}
+
+
+#: The map job's stages in the order they run (manifest "seconds" keys).
+STAGE_ORDER = ("sigma_map", "plan", "tiles", "stamps", "chunks", "export")
+
+
+def stage_at(seconds: dict[str, float], before_end: float) -> str:
+    """The stage that was running ``before_end`` seconds before the job ended (stages counted
+    back from the end, since start-up comes first; approximate to the job's own overheads)."""
+    for stage in reversed(STAGE_ORDER):
+        before_end -= seconds.get(stage, 0.0)
+        if before_end <= 0:
+            return stage
+    return "start-up"
 
 
 def steady_chunks_per_s(mosaic: Path) -> float | None:
@@ -228,6 +251,8 @@ def main() -> None:
             "tree_peak_pss": mib(sampler.tree_pss_peak), "tree_peak_rss_sum": mib(sampler.tree_rss_peak),
             "children_max_rss": mib(children_max_rss_kib),
             "processes_seen": sampler.max_processes, "samples": sampler.samples,
+            "tree_peak_pss_stage": stage_at(seconds, wall - sampler.tree_pss_peak_at),
+            "tree_peak_pss_top_processes": [[name, mib(kib)] for name, kib in sampler.tree_pss_peak_top],
         },
         "background": "synthetic" if args.background_fits is None else f"fits:{args.background_fits}",
         "background_fits_seconds": background_seconds,
@@ -259,7 +284,9 @@ def main() -> None:
         ("wall time", f"{wall:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items() if k != "total") + ")"),
         ("driver peak RSS", f"{m['driver_peak_rss']} MiB"),
         ("largest process peak RSS", f"{m['largest_process_peak_rss']} MiB ({m['largest_process']})"),
-        ("tree peak PSS (sum)", f"{m['tree_peak_pss']} MiB over {m['processes_seen']} processes"),
+        ("tree peak PSS (sum)", f"{m['tree_peak_pss']} MiB over {m['processes_seen']} processes, during "
+                                f"{m['tree_peak_pss_stage']}; largest then: "
+                                + ", ".join(f"{name.split()[-1][:30]} {v}" for name, v in m["tree_peak_pss_top_processes"])),
         ("children max RSS (rusage)", f"{m['children_max_rss']} MiB"),
         ("compositor", f"{c['compositor_chunks_per_s']:.3f} chunks/s (stage wall time); "
                        f"{c['compositor_steady_chunks_per_s']} chunks/s (first to last chunk done)"),

@@ -18,6 +18,7 @@ with the same bytes.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -353,14 +354,14 @@ def compose_chunks_stage(spec: MapSpec, run, records: list[dict], source, geomet
     _run_stage_tasks("chunks", "chunk", submit, todo, spec.workers, progress, log)
 
 
-def export_stage(spec: MapSpec, run, planned, geometry, progress: bool, log: StageLog) -> dict[str, str]:
+def export_stage(spec: MapSpec, run, n_placed: int, geometry, progress: bool, log: StageLog) -> dict[str, str]:
     from radiff_scale.compose.catalogue import write_catalogue
     from radiff_scale.compose.stamp_work import read_catalogue_parts
     from radiff_scale.compose.fits_export import export_fits, export_labels_fits
     from radiff_scale.compose.quicklook import write_quicklook
     from radiff_scale.compose.regions import write_ds9_regions
 
-    header = _header(geometry, spec, planned.table.num_rows)
+    header = _header(geometry, spec, n_placed)
     outputs = {}
     steps = ["map.fits", "labels.fits", "catalogue", "regions.reg", "quicklook.png"]
     bar = _bar(progress, len(steps), "export", "file")
@@ -376,8 +377,8 @@ def export_stage(spec: MapSpec, run, planned, geometry, progress: bool, log: Sta
         outputs["labels"] = target.name
         bar.update(1)
         table = read_catalogue_parts(run.catalogue_parts)
-        if table.num_rows != planned.table.num_rows:
-            raise RuntimeError(f"catalogue has {table.num_rows} rows for {planned.table.num_rows} placed objects")
+        if table.num_rows != n_placed:
+            raise RuntimeError(f"catalogue has {table.num_rows} rows for {n_placed} placed objects")
         paths = write_catalogue(table, run.root, stem="catalogue")
         outputs.update({f"catalogue_{k}": Path(v).name for k, v in paths.items()})
         bar.update(1)
@@ -489,8 +490,13 @@ def run_make_map(
     t = log.start()
     compose_chunks_stage(spec, run, records, source, geometry, progress, log)
     log.timed("chunks", t)
+    # The export needs none of the placement: free it (at 60,000 objects ~ hundreds of MB of
+    # records, footprints and the spatial index) before streaming gigabytes through the driver.
+    n_placed, unplaced = planned.table.num_rows, planned.placement.unplaced
+    del records, planned
+    gc.collect()
     t = log.start()
-    outputs = export_stage(spec, run, planned, geometry, progress, log)
+    outputs = export_stage(spec, run, n_placed, geometry, progress, log)
     log.timed("export", t)
     log.seconds["total"] = round(time.perf_counter() - started, 3)
 
@@ -516,8 +522,7 @@ def run_make_map(
     if positions is not None:
         manifest["positions"] = {
             **positions.describe(), "sha256": identity["positions"]["sha256"],
-            "placed": planned.table.num_rows, "unplaced": len(planned.placement.unplaced),
-            "unplaced_by_reason": _reason_counts(planned.placement.unplaced),
+            "placed": n_placed, "unplaced": len(unplaced), "unplaced_by_reason": _reason_counts(unplaced),
         }
     write_json_atomic(run.manifest, manifest)
     return manifest
