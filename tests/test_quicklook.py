@@ -75,3 +75,15 @@ def test_stretch_and_outline_helpers():
     edge = outline_pixels(classes)
     assert edge[1, 1] and edge[1, 3] and not edge[3, 3] and not edge[0, 0]
     assert edge.sum() == 16
+
+
+def test_block_mean_ignores_nan_pixels_in_aligned_and_ragged_windows():
+    from radiff_scale.compose.quicklook import _reduce
+
+    window = np.arange(64, dtype=np.float32).reshape(8, 8)
+    window[1, 2] = np.nan
+    expected = np.nanmean(window.astype(np.float64).reshape(2, 4, 2, 4), axis=(1, 3))
+    assert np.allclose(_reduce(window, 4, "mean"), expected)  # aligned: the fast path falls back
+    ragged = _reduce(window[:, :7], 4, "mean")
+    assert ragged.shape == (2, 2) and np.isfinite(ragged).all()
+    assert ragged[0, 1] == np.nanmean(window[:4, 4:7].astype(np.float64))

@@ -26,6 +26,13 @@ def _reduce(window: np.ndarray, factor: int, how: str) -> np.ndarray:
     """Block-reduce a window whose origin is factor-aligned; a ragged last block uses what exists."""
     rows, cols = window.shape
     pr, pc = -rows % factor, -cols % factor
+    if pr == pc == 0:  # every window but the ragged right/bottom ones: no padded copy, no NaN passes
+        blocks = window.reshape(rows // factor, factor, cols // factor, factor)
+        if how != "mean":
+            return blocks.max(axis=(1, 3))
+        reduced = blocks.mean(axis=(1, 3), dtype=np.float64)  # ~5x faster than the nanmean below
+        if not np.isnan(reduced).any():
+            return reduced
     if how == "mean":
         padded = np.pad(window.astype(np.float64), ((0, pr), (0, pc)), constant_values=np.nan)
         blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
