@@ -355,41 +355,57 @@ def compose_chunks_stage(spec: MapSpec, run, records: list[dict], source, geomet
 
 
 def export_stage(spec: MapSpec, run, n_placed: int, geometry, progress: bool, log: StageLog) -> dict[str, str]:
+    """map.fits, labels.fits and the quick-look from the mosaic, one task per chunk; then the
+    catalogue files and regions. Files already complete (a resumed run) are not redone."""
+    import ray
+
+    from actors.compositor import export_chunk_task
+    from radiff_scale.compose import fits_export
     from radiff_scale.compose.catalogue import write_catalogue
-    from radiff_scale.compose.stamp_work import read_catalogue_parts
-    from radiff_scale.compose.fits_export import export_fits, export_labels_fits
-    from radiff_scale.compose.quicklook import write_quicklook
+    from radiff_scale.compose.mosaic import open_mosaic
+    from radiff_scale.compose.quicklook import QuicklookCanvas, quicklook_factor, save_quicklook
     from radiff_scale.compose.regions import write_ds9_regions
+    from radiff_scale.compose.stamp_work import read_catalogue_parts
 
     header = _header(geometry, spec, n_placed)
-    outputs = {}
-    steps = ["map.fits", "labels.fits", "catalogue", "regions.reg", "quicklook.png"]
-    bar = _bar(progress, len(steps), "export", "file")
-    try:
-        target = run.output("map.fits")
-        if not target.exists():
-            export_fits(run.mosaic, target, header)
-        outputs["map"] = target.name
-        bar.update(1)
-        target = run.output("labels.fits")
-        if not target.exists():
-            export_labels_fits(run.mosaic, target, header)
-        outputs["labels"] = target.name
-        bar.update(1)
-        table = read_catalogue_parts(run.catalogue_parts)
-        if table.num_rows != n_placed:
-            raise RuntimeError(f"catalogue has {table.num_rows} rows for {n_placed} placed objects")
-        paths = write_catalogue(table, run.root, stem="catalogue")
-        outputs.update({f"catalogue_{k}": Path(v).name for k, v in paths.items()})
-        bar.update(1)
-        write_ds9_regions(table, run.output("regions.reg"))
-        outputs["regions"] = "regions.reg"
-        bar.update(1)
-        write_quicklook(run.mosaic, run.output("quicklook.png"))
-        outputs["quicklook"] = "quicklook.png"
-        bar.update(1)
-    finally:
-        bar.close()
+    mosaic = open_mosaic(run.mosaic)
+    targets = {"map": run.output("map.fits"), "labels": run.output("labels.fits"), "quicklook": run.output("quicklook.png")}
+    layouts = []
+    if not targets["map"].exists():
+        layouts.append(fits_export.image_layout(mosaic, targets["map"], header))
+    if not targets["labels"].exists():
+        layouts.append(fits_export.labels_layout(mosaic, targets["labels"], header))
+    canvas = None if targets["quicklook"].exists() else QuicklookCanvas(mosaic.shape, quicklook_factor(mosaic.shape))
+    if layouts or canvas is not None:
+        layouts_ref = ray.put(tuple(layouts))
+        factor = canvas.factor if canvas is not None else None
+
+        def submit(index: tuple[int, int]):
+            return export_chunk_task.remote(str(run.root), index, layouts_ref, factor)
+
+        def on_result(outcome) -> None:
+            if canvas is not None:
+                canvas.add(outcome.piece)
+
+        try:
+            _run_stage_tasks("export", "chunk", submit, [c.index for c in mosaic.chunk_grid()], spec.workers,
+                             progress, log, on_result)
+        except BaseException:
+            for layout in layouts:
+                fits_export.abandon(layout)
+            raise
+        for layout in layouts:
+            fits_export.finish(layout)
+        if canvas is not None:
+            save_quicklook(canvas, targets["quicklook"])
+    table = read_catalogue_parts(run.catalogue_parts)
+    if table.num_rows != n_placed:
+        raise RuntimeError(f"catalogue has {table.num_rows} rows for {n_placed} placed objects")
+    outputs = {name: path.name for name, path in targets.items()}
+    paths = write_catalogue(table, run.root, stem="catalogue")
+    outputs.update({f"catalogue_{k}": Path(v).name for k, v in paths.items()})
+    write_ds9_regions(table, run.output("regions.reg"))
+    outputs["regions"] = "regions.reg"
     log.counts["catalogue_rows"] = table.num_rows
     return outputs
 

@@ -388,15 +388,22 @@ def test_verification_catches_one_flipped_bit_in_any_array(tmp_path, name):
     assert verified == done_chunks(m) - {(1, 1)}
 
 
-def test_markers_of_earlier_versions_with_sha256_still_verify(tmp_path):
+@pytest.mark.parametrize("legacy", ["sha256", "crc32"])
+def test_markers_of_earlier_versions_still_verify(tmp_path, legacy):
     import hashlib
+    import zlib
 
     m = _render_all(tmp_path / "m.zarr", _stamps(), _background())
     for b in m.chunk_grid():
         path = tmp_path / "m.zarr" / "_done" / f"{b.i}_{b.j}.json"
         marker = json.loads(path.read_text())
-        del marker["checksums"]
-        marker["sha256"] = {n: hashlib.sha256(m.array(n)[b.slices].tobytes()).hexdigest() for n in ("image", "class", "instance")}
+        assert all(v.startswith("crc32c:") for v in marker["checksums"].values())
+        chunks = {n: m.array(n)[b.slices].tobytes() for n in ("image", "class", "instance")}
+        if legacy == "sha256":
+            del marker["checksums"]
+            marker["sha256"] = {n: hashlib.sha256(data).hexdigest() for n, data in chunks.items()}
+        else:
+            marker["checksums"] = {n: f"crc32:{zlib.crc32(data):08x}" for n, data in chunks.items()}
         path.write_text(json.dumps(marker))
     assert done_chunks(m, verify=True) == {b.index for b in m.chunk_grid()}
     m.array("class", mode="r+")[0:CHUNK, 0:CHUNK] = 9

@@ -8,7 +8,7 @@ from PIL import Image
 
 from radiff_scale.classes import CLASS_COLOURS, SourceClass
 from radiff_scale.compose.mosaic import create_mosaic
-from radiff_scale.compose.quicklook import asinh_stretch, downsample, outline_pixels, write_quicklook
+from radiff_scale.compose.quicklook import asinh_stretch, mosaic_canvas, outline_pixels, reduce_chunk, write_quicklook
 from radiff_scale.errors import RadiffError
 
 SHAPE = (300, 200)
@@ -56,12 +56,13 @@ def test_quicklook_without_outlines_is_greyscale(mosaic, tmp_path):
 
 def test_downsample_mean_and_max_match_numpy(mosaic):
     image = mosaic.array("image")[:].astype(np.float64)
-    small = downsample(mosaic, "image", 7, "mean")  # 7 does not divide the chunk: windows cross chunks
-    assert small.shape == (43, 29)
+    small, classes = mosaic_canvas(mosaic, 7).reduced()  # 7 does not divide the chunk: windows cross chunks
+    assert small.shape == classes.shape == (43, 29)
     for i, j in [(0, 0), (18, 18), (42, 28), (10, 28)]:
         assert small[i, j] == pytest.approx(image[i * 7 : i * 7 + 7, j * 7 : j * 7 + 7].mean())
-    classes = downsample(mosaic, "class", 7, "max")
+    full_classes = mosaic.array("class")[:]
     assert classes[150 // 7, 20 // 7] == SourceClass.SPURIOUS
+    assert classes[18, 18] == full_classes[126:133, 126:133].max()  # a window across four chunks
 
 
 def test_stretch_and_outline_helpers():
@@ -78,12 +79,34 @@ def test_stretch_and_outline_helpers():
 
 
 def test_block_mean_ignores_nan_pixels_in_aligned_and_ragged_windows():
-    from radiff_scale.compose.quicklook import _reduce
+    from radiff_scale.compose.mosaic import ChunkBounds
+    from radiff_scale.compose.quicklook import QuicklookCanvas
 
     window = np.arange(64, dtype=np.float32).reshape(8, 8)
     window[1, 2] = np.nan
     expected = np.nanmean(window.astype(np.float64).reshape(2, 4, 2, 4), axis=(1, 3))
-    assert np.allclose(_reduce(window, 4, "mean"), expected)  # aligned: the fast path falls back
-    ragged = _reduce(window[:, :7], 4, "mean")
-    assert ragged.shape == (2, 2) and np.isfinite(ragged).all()
-    assert ragged[0, 1] == np.nanmean(window[:4, 4:7].astype(np.float64))
+    canvas = QuicklookCanvas((8, 8), 4)
+    canvas.add(reduce_chunk(window, np.zeros((8, 8), np.uint8), ChunkBounds(0, 0, 0, 8, 0, 8), 4))
+    assert np.allclose(canvas.reduced()[0], expected)
+    ragged = QuicklookCanvas((8, 7), 4)
+    ragged.add(reduce_chunk(window[:, :7], np.zeros((8, 7), np.uint8), ChunkBounds(0, 0, 0, 8, 0, 7), 4))
+    small = ragged.reduced()[0]
+    assert small.shape == (2, 2) and np.isfinite(small).all()
+    assert small[0, 1] == pytest.approx(np.nanmean(window[:4, 4:7].astype(np.float64)))
+    blank = QuicklookCanvas((4, 4), 4)
+    blank.add(reduce_chunk(np.full((4, 4), np.nan, np.float32), np.zeros((4, 4), np.uint8), ChunkBounds(0, 0, 0, 4, 0, 4), 4))
+    assert np.isnan(blank.reduced()[0]).all()  # a window with no finite pixel is blank, not 0
+
+
+def test_reduced_map_does_not_depend_on_the_order_chunks_arrive(mosaic):
+    from radiff_scale.compose.quicklook import QuicklookCanvas
+
+    grid = mosaic.chunk_grid()
+    pieces = [reduce_chunk(mosaic.array("image")[b.slices], mosaic.array("class")[b.slices], b, 7) for b in grid]
+    a, b = QuicklookCanvas(SHAPE, 7), QuicklookCanvas(SHAPE, 7)
+    for p in pieces:
+        a.add(p)
+    for p in reversed(pieces):
+        b.add(p)
+    for x, y in zip(a.reduced(), b.reduced()):
+        assert x.tobytes() == y.tobytes()

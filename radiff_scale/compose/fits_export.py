@@ -1,32 +1,40 @@
-"""FITS export of a mosaic, streamed row block by row block.
+"""FITS export of a mosaic, written chunk by chunk at known offsets.
 
-A 32768^2 float32 map is 4 GiB; the export must not hold it. astropy's
-``StreamingHDU`` writes a header, then accepts the data in pieces in file order; FITS
-stores row y=1 first, which is our array row 0, so a band of rows read from Zarr is
-exactly the next piece of the file. Everything goes to ``out + ".partial"`` and is
-renamed only when complete, so a killed export never leaves a file that looks done.
+A 32768^2 float32 map is 4 GiB; the export must not hold it, and should not have to
+go through one process either. A FITS image's bytes are fully determined by its header
+and shape: the header (2880-byte blocks), then the pixels row-major and big-endian
+(FITS row y=1 first, which is our array row 0), zero-padded to a 2880-byte boundary.
+So the file is laid out first (headers written, the file sized, the data left as zeros)
+and each mosaic chunk's rows are then written at their own offsets with ``pwrite``, by
+any process, in any order: the bytes are the same however many export workers ran,
+and no process ever holds more than a chunk.
+
+Everything goes to ``out + ".partial"`` and is renamed only when every chunk is in, so
+an interrupted export never leaves a file that looks done. (astropy's ``StreamingHDU``,
+which this replaces, writes strictly in file order from one process, and decoded every
+chunk twice: a row band of a 128 MiB budget is half a 2048-row chunk band at 32768 columns.)
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
 from radiff_scale.classes import SourceClass
-from radiff_scale.compose.mosaic import Mosaic
+from radiff_scale.compose.mosaic import ChunkBounds, Mosaic
 from radiff_scale.errors import RadiffError
 
 #: FITS BITPIX for the dtypes a mosaic holds (uint8 is FITS' native unsigned byte).
 BITPIX: dict[str, int] = {"uint8": 8, "int16": 16, "int32": 32, "float32": -32, "float64": -64}
 
-#: Bytes of one row block when the caller does not choose: the chunk height if a full
-#: band of chunks fits in this, otherwise fewer rows.
-DEFAULT_BLOCK_BYTES = 128 << 20
+#: FITS files are made of blocks of this many bytes.
+FITS_BLOCK = 2880
 
 _STRUCTURAL = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "GROUPS", "BSCALE", "BZERO", "BLANK", "EXTNAME", "END", "CHECKSUM", "DATASUM"}
 _NAXIS_N = re.compile(r"^NAXIS\d+$")
@@ -81,83 +89,6 @@ def hdu_header(
     return h
 
 
-def default_rows_per_block(chunk_rows: int, cols: int, itemsize: int, budget: int = DEFAULT_BLOCK_BYTES) -> int:
-    """The chunk height (each chunk decoded once) unless a band of that height exceeds ``budget``."""
-    row_bytes = max(1, cols * itemsize)
-    return max(1, min(chunk_rows, budget // row_bytes))
-
-
-def _stream_array(
-    mosaic: Mosaic,
-    name: str,
-    target: Path,
-    header: fits.Header,
-    rows_per_block: int | None,
-    progress: ProgressFn | None,
-) -> None:
-    """Append one HDU (header + data of array ``name``) to ``target``, a row band at a time."""
-    arr = mosaic.array(name)
-    rows, cols = arr.shape
-    dtype = np.dtype(arr.dtype)
-    step = int(rows_per_block) if rows_per_block else default_rows_per_block(mosaic.chunk, cols, dtype.itemsize)
-    if step <= 0:
-        raise RadiffError(f"rows_per_block must be positive, got {rows_per_block!r}")
-    shdu = fits.StreamingHDU(str(target), header)
-    try:
-        for r0 in range(0, rows, step):
-            r1 = min(rows, r0 + step)
-            band = np.ascontiguousarray(arr[r0:r1, :], dtype=dtype)
-            if dtype.itemsize > 1 and band.dtype.byteorder != ">":
-                # Big-endian in place: spares StreamingHDU's own byte-swapped copy of the band.
-                band = band.byteswap(inplace=True).view(band.dtype.newbyteorder(">"))
-            shdu.write(band)
-            del band
-            if progress is not None:
-                progress(r1, rows)
-        if not shdu.writecomplete:
-            raise RuntimeError(f"FITS stream of {name!r} ended early")
-    finally:
-        shdu.close()
-
-
-def _start(out_path: str | Path, overwrite: bool) -> tuple[Path, Path]:
-    out = Path(out_path)
-    if out.exists() and not overwrite:
-        raise RadiffError(f"{out}: already exists (allow overwriting to replace it)")
-    partial = out.with_name(out.name + ".partial")
-    partial.unlink(missing_ok=True)  # a stale partial from a killed export: StreamingHDU would append to it
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out, partial
-
-
-def export_fits(
-    mosaic_path: Mosaic | str | Path,
-    out_path: str | Path,
-    header: fits.Header,
-    array: str = "image",
-    rows_per_block: int | None = None,
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-) -> Path:
-    """Stream one mosaic array into a single-HDU FITS file; returns the final path.
-
-    ``header`` supplies WCS, beam, frequency, unit and the caller's seed/version
-    keywords (e.g. ``MapGeometry.header()`` plus extras); its structural keywords are
-    rewritten to match the array.
-    """
-    mosaic = mosaic_path if isinstance(mosaic_path, Mosaic) else Mosaic(mosaic_path)
-    out, partial = _start(out_path, overwrite)
-    arr = mosaic.array(array)
-    h = hdu_header(header, mosaic.shape, arr.dtype, primary=True)
-    try:
-        _stream_array(mosaic, array, partial, h, rows_per_block, progress)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, out)
-    return out
-
-
 def label_headers(header: fits.Header, shape: tuple[int, int]) -> tuple[fits.Header, fits.Header]:
     """Headers of the CLASS (primary, uint8) and INSTANCE (extension, int32) HDUs."""
     cls = hdu_header(header, shape, "uint8", primary=True, extname="CLASS", drop=_IMAGE_ONLY)
@@ -169,24 +100,179 @@ def label_headers(header: fits.Header, shape: tuple[int, int]) -> tuple[fits.Hea
     return cls, inst
 
 
+def _padded(n: int) -> int:
+    return -(-n // FITS_BLOCK) * FITS_BLOCK
+
+
+@dataclass(frozen=True)
+class ImageSlot:
+    """Where one HDU's pixels live in a FITS file: a mosaic array's place in the file."""
+
+    array: str
+    offset: int
+    shape: tuple[int, int]
+    #: Stored dtype: big-endian, as FITS requires.
+    dtype: str
+
+    @property
+    def data_bytes(self) -> int:
+        return self.shape[0] * self.shape[1] * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class FitsLayout:
+    """A FITS file being written: the partial file, its final name, and each HDU's pixel slot.
+
+    Small and picklable, so the driver lays a file out once and hands the layout to every
+    export task.
+    """
+
+    partial: str
+    final: str
+    slots: tuple[ImageSlot, ...]
+    size: int
+
+
+def lay_out_fits(out_path: str | Path, hdus: Sequence[tuple[str, fits.Header]], shape: tuple[int, int],
+                 overwrite: bool = False) -> FitsLayout:
+    """Create ``out + '.partial'`` with every header in place and the data zero-filled.
+
+    ``hdus`` are (mosaic array name, header) pairs in file order; each header must
+    already be the HDU's own (structural cards from :func:`hdu_header`). The file is
+    sized with ``ftruncate``, so the data blocks cost no disk until written.
+    """
+    out = Path(out_path)
+    if out.exists() and not overwrite:
+        raise RadiffError(f"{out}: already exists (allow overwriting to replace it)")
+    partial = out.with_name(out.name + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    slots, pieces, position = [], [], 0
+    for array, header in hdus:
+        text = header.tostring(sep="", endcard=True, padding=True).encode("ascii")
+        bitpix = int(header["BITPIX"])
+        dtype = {8: "u1", 16: ">i2", 32: ">i4", -32: ">f4", -64: ">f8"}[bitpix]
+        if (int(header["NAXIS2"]), int(header["NAXIS1"])) != tuple(shape):
+            raise RadiffError(f"header of {array!r} is {header['NAXIS2']}x{header['NAXIS1']}, the mosaic {shape}")
+        pieces.append((position, text))
+        slot = ImageSlot(array, position + len(text), tuple(shape), dtype)
+        slots.append(slot)
+        position = slot.offset + _padded(slot.data_bytes)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # a stale partial is emptied
+    try:
+        for offset, text in pieces:
+            _pwrite_all(fd, memoryview(text), offset)
+        os.ftruncate(fd, position)
+    finally:
+        os.close(fd)
+    return FitsLayout(str(partial), str(out), tuple(slots), position)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], offset + done)
+
+
+def write_window(fd: int, slot: ImageSlot, bounds: ChunkBounds, data: np.ndarray) -> None:
+    """Write a window of the slot's array (``data`` covers ``bounds``) at its place in the file."""
+    if data.shape != bounds.shape:
+        raise ValueError(f"data {data.shape} does not cover window {bounds.shape}")
+    rows, cols = slot.shape
+    if not (0 <= bounds.row0 <= bounds.row1 <= rows and 0 <= bounds.col0 <= bounds.col1 <= cols):
+        raise ValueError(f"window {bounds} is outside the {rows}x{cols} image")
+    big = np.ascontiguousarray(data, dtype=np.dtype(slot.dtype))  # the byte swap, one copy of one chunk
+    item = big.dtype.itemsize
+    start = slot.offset + (bounds.row0 * cols + bounds.col0) * item
+    view = memoryview(big).cast("B")
+    if bounds.col0 == 0 and bounds.col1 == cols:  # whole rows: one contiguous piece of the file
+        _pwrite_all(fd, view, start)
+        return
+    width = (bounds.col1 - bounds.col0) * item
+    for r in range(bounds.row1 - bounds.row0):
+        _pwrite_all(fd, view[r * width : (r + 1) * width], start + r * cols * item)
+
+
+def write_chunk_into(layout: FitsLayout, bounds: ChunkBounds, arrays: dict[str, np.ndarray]) -> None:
+    """Write one chunk's windows of every array the layout holds (``arrays`` by mosaic array name)."""
+    fd = os.open(layout.partial, os.O_WRONLY)
+    try:
+        for slot in layout.slots:
+            write_window(fd, slot, bounds, arrays[slot.array])
+    finally:
+        os.close(fd)
+
+
+def finish(layout: FitsLayout) -> Path:
+    """Rename the complete partial file to its final name (after every chunk is written)."""
+    partial = Path(layout.partial)
+    if partial.stat().st_size != layout.size:
+        raise RuntimeError(f"{partial} is {partial.stat().st_size} bytes, its layout {layout.size}")
+    os.replace(partial, layout.final)
+    return Path(layout.final)
+
+
+def abandon(layout: FitsLayout) -> None:
+    Path(layout.partial).unlink(missing_ok=True)
+
+
+def image_layout(mosaic: Mosaic, out_path: str | Path, header: fits.Header, array: str = "image",
+                 overwrite: bool = False) -> FitsLayout:
+    """Layout of a single-HDU file of mosaic array ``array`` (map.fits)."""
+    h = hdu_header(header, mosaic.shape, mosaic.array(array).dtype, primary=True)
+    return lay_out_fits(out_path, [(array, h)], mosaic.shape, overwrite)
+
+
+def labels_layout(mosaic: Mosaic, out_path: str | Path, header: fits.Header, overwrite: bool = False) -> FitsLayout:
+    """Layout of labels.fits: class map (primary HDU, EXTNAME 'CLASS', BITPIX 8) and instance
+    map (extension 'INSTANCE', BITPIX 32), both with the image's WCS."""
+    cls_header, inst_header = label_headers(header, mosaic.shape)
+    return lay_out_fits(out_path, [("class", cls_header), ("instance", inst_header)], mosaic.shape, overwrite)
+
+
+def _export(mosaic: Mosaic, layout: FitsLayout, progress: ProgressFn | None) -> Path:
+    """Fill a layout chunk by chunk in this process (the map job spreads this over workers)."""
+    grid = mosaic.chunk_grid()
+    try:
+        for n, bounds in enumerate(grid, start=1):
+            arrays = {slot.array: mosaic.array(slot.array)[bounds.slices] for slot in layout.slots}
+            write_chunk_into(layout, bounds, arrays)
+            if progress is not None:
+                progress(n, len(grid))
+    except BaseException:
+        abandon(layout)
+        raise
+    return finish(layout)
+
+
+def _as_mosaic(mosaic_path: Mosaic | str | Path) -> Mosaic:
+    return mosaic_path if isinstance(mosaic_path, Mosaic) else Mosaic(mosaic_path)
+
+
+def export_fits(
+    mosaic_path: Mosaic | str | Path,
+    out_path: str | Path,
+    header: fits.Header,
+    array: str = "image",
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """One mosaic array as a single-HDU FITS file; returns the final path.
+
+    ``header`` supplies WCS, beam, frequency, unit and the caller's seed/version
+    keywords (e.g. ``MapGeometry.header()`` plus extras); its structural keywords are
+    rewritten to match the array. ``progress(done, total)`` counts chunks.
+    """
+    mosaic = _as_mosaic(mosaic_path)
+    return _export(mosaic, image_layout(mosaic, out_path, header, array, overwrite), progress)
+
+
 def export_labels_fits(
     mosaic_path: Mosaic | str | Path,
     out_path: str | Path,
     header: fits.Header,
-    rows_per_block: int | None = None,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> Path:
-    """Class map (primary HDU, EXTNAME 'CLASS', BITPIX 8) and instance map (extension
-    'INSTANCE', BITPIX 32) in one file, both with the image's WCS; streamed like the image."""
-    mosaic = mosaic_path if isinstance(mosaic_path, Mosaic) else Mosaic(mosaic_path)
-    out, partial = _start(out_path, overwrite)
-    cls_header, inst_header = label_headers(header, mosaic.shape)
-    try:
-        _stream_array(mosaic, "class", partial, cls_header, rows_per_block, progress)
-        _stream_array(mosaic, "instance", partial, inst_header, rows_per_block, progress)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, out)
-    return out
+    """Class map and instance map in one file (see :func:`labels_layout`)."""
+    mosaic = _as_mosaic(mosaic_path)
+    return _export(mosaic, labels_layout(mosaic, out_path, header, overwrite), progress)

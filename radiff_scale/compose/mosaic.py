@@ -8,10 +8,11 @@ function of the pixel, the bytes do not depend on how many workers ran or in whi
 order. Completion is recorded per chunk with an atomic marker, which is what makes
 a crashed run resumable: chunks without a marker are simply redone.
 
-The marker holds a CRC-32 of each array's chunk bytes. It only has to notice a chunk
+The marker holds a CRC-32C of each array's chunk bytes. It only has to notice a chunk
 that was clobbered after it was recorded (``done_chunks(verify=True)``), not resist an
-adversary, and zlib's CRC-32 runs ~2.5x faster than SHA-256 over the 36 MiB a 2048^2
-chunk holds. Markers written with SHA-256 by earlier versions still verify.
+adversary. google-crc32c (a zarr dependency) computes it with the CPU's CRC instruction:
+~3 ms for the 36 MiB a 2048^2 chunk holds, where zlib's CRC-32 took ~16 ms and SHA-256
+~40. Markers of earlier versions (zlib CRC-32, SHA-256) still verify.
 
 Every array is compressed with Blosc LZ4 over byte-shuffled values (a standard Zarr v3
 codec). On 2048^2 chunks of a real 32768^2 map it writes the three arrays in ~40 ms where
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import google_crc32c
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
@@ -94,7 +96,7 @@ class ChunkReport:
     n_stamps: int
     object_ids: tuple[int, ...]
     labelled_pixels: int
-    #: Per array, ``"crc32:<8 hex digits>"`` of the chunk's C-order bytes (as in the done marker).
+    #: Per array, ``"crc32c:<8 hex digits>"`` of the chunk's C-order bytes (as in the done marker).
     checksums: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     #: Seconds by step: ``background`` (reading or synthesising the window), ``paint`` and
@@ -366,17 +368,20 @@ def _masks_meet(
 
 
 def _checksum(array: np.ndarray) -> str:
-    """``crc32:<hex>`` of the C-order bytes, read through a memoryview (no copy of the chunk)."""
-    data = np.ascontiguousarray(array)
-    return f"crc32:{zlib.crc32(memoryview(data).cast('B')) & 0xFFFFFFFF:08x}"
+    """``crc32c:<hex>`` of the C-order bytes, read in place (google-crc32c wants a read-only buffer)."""
+    data = np.ascontiguousarray(array).view()
+    data.setflags(write=False)
+    return f"crc32c:{google_crc32c.value(data):08x}"
 
 
 def _matches(array: np.ndarray, recorded: str | None, algorithm: str) -> bool:
-    """Whether stored bytes still have the checksum a marker recorded (crc32 or legacy sha256)."""
+    """Whether stored bytes still have the checksum a marker recorded (crc32c, or crc32/sha256 of earlier versions)."""
     if recorded is None:
         return False
     if algorithm == "sha256":
         return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest() == recorded
+    if recorded.startswith("crc32:"):
+        return recorded == f"crc32:{zlib.crc32(memoryview(np.ascontiguousarray(array)).cast('B')) & 0xFFFFFFFF:08x}"
     return _checksum(array) == recorded
 
 

@@ -1,61 +1,122 @@
 """A quick-look PNG of a mosaic: is the map sane, where are the objects?
 
-The map is reduced by an integer factor window by window (never loaded whole):
-block *mean* for the image (noise averages down, sources stay visible), block *max*
-for the class map (a compact source smaller than one output pixel must not vanish;
-where classes meet, the larger id wins). An asinh stretch between percentiles shows
-both the noise texture and bright sources; object outlines are drawn in the class
-colours of :data:`radiff_scale.classes.CLASS_COLOURS`.
+The map is reduced by an integer factor (never loaded whole): block *mean* for the
+image (noise averages down, sources stay visible), block *max* for the class map (a
+compact source smaller than one output pixel must not vanish; where classes meet, the
+larger id wins). Each chunk is reduced on its own (:func:`reduce_chunk`) to per-output-
+pixel sums, pixel counts and class maxima; a window that straddles chunks gets a part
+from each, and the parts are combined in chunk order (:class:`QuicklookCanvas`), so the
+picture does not depend on which worker reduced what, or when. The map job reduces
+chunks in its export tasks, which have the chunk decoded for the FITS files anyway.
+
+An asinh stretch between percentiles shows both the noise texture and bright sources;
+object outlines are drawn in the class colours of :data:`radiff_scale.classes.CLASS_COLOURS`.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from radiff_scale.classes import CLASS_COLOURS, SourceClass
-from radiff_scale.compose.mosaic import Mosaic
+from radiff_scale.compose.mosaic import ChunkBounds, Mosaic
 from radiff_scale.errors import RadiffError
 
+#: Default longest side of the PNG, in pixels.
+QUICKLOOK_MAX_SIZE = 2048
 
-def _reduce(window: np.ndarray, factor: int, how: str) -> np.ndarray:
-    """Block-reduce a window whose origin is factor-aligned; a ragged last block uses what exists."""
+
+def quicklook_factor(shape: tuple[int, int], max_size: int = QUICKLOOK_MAX_SIZE) -> int:
+    """The smallest integer reduction that brings both sides within ``max_size``."""
+    if int(max_size) < 1:
+        raise RadiffError(f"quick-look max size must be >= 1 px, got {max_size!r}")
+    return max(1, math.ceil(max(shape) / int(max_size)))
+
+
+@dataclass(frozen=True)
+class QuicklookPiece:
+    """One chunk's share of the reduced map: output rows/cols from (row0, col0)."""
+
+    index: tuple[int, int]
+    row0: int
+    col0: int
+    #: float64 sums of the image's finite pixels in each output pixel's window (this chunk's part).
+    sums: np.ndarray
+    #: How many finite pixels each sum holds.
+    counts: np.ndarray
+    #: Largest class id in each window (this chunk's part).
+    class_max: np.ndarray
+
+
+def _window_lengths(lo: int, hi: int, factor: int) -> np.ndarray:
+    """How many of [lo, hi)'s pixels fall in each output window it touches."""
+    edges = np.arange(lo // factor, (hi - 1) // factor + 2, dtype=np.int64) * factor
+    edges[0], edges[-1] = lo, hi
+    return np.diff(edges)
+
+
+def _blocks(window: np.ndarray, bounds: ChunkBounds, factor: int, fill: float | int) -> np.ndarray:
+    """``window`` as (out_rows, factor, out_cols, factor) blocks on the map's window grid.
+
+    A chunk whose edges are not on that grid is padded with ``fill`` to whole windows
+    (a copy of one chunk); an aligned one is a free reshape.
+    """
+    lead_r, lead_c = bounds.row0 % factor, bounds.col0 % factor
     rows, cols = window.shape
-    pr, pc = -rows % factor, -cols % factor
-    if pr == pc == 0:  # every window but the ragged right/bottom ones: no padded copy, no NaN passes
-        blocks = window.reshape(rows // factor, factor, cols // factor, factor)
-        if how != "mean":
-            return blocks.max(axis=(1, 3))
-        reduced = blocks.mean(axis=(1, 3), dtype=np.float64)  # ~5x faster than the nanmean below
-        if not np.isnan(reduced).any():
-            return reduced
-    if how == "mean":
-        padded = np.pad(window.astype(np.float64), ((0, pr), (0, pc)), constant_values=np.nan)
-        blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
-        return np.nanmean(blocks, axis=(1, 3))
-    padded = np.pad(window, ((0, pr), (0, pc)), constant_values=0)
-    blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
-    return blocks.max(axis=(1, 3))
+    tail_r, tail_c = -(lead_r + rows) % factor, -(lead_c + cols) % factor
+    if lead_r or lead_c or tail_r or tail_c:
+        window = np.pad(window, ((lead_r, tail_r), (lead_c, tail_c)), constant_values=fill)
+    r, c = window.shape
+    return window.reshape(r // factor, factor, c // factor, factor)
 
 
-def downsample(mosaic: Mosaic, name: str, factor: int, how: str) -> np.ndarray:
-    """Array ``name`` reduced by ``factor``, read in factor-aligned windows of about one chunk."""
-    arr = mosaic.array(name)
-    rows, cols = mosaic.shape
-    out_shape = (-(-rows // factor), -(-cols // factor))
-    out = np.zeros(out_shape, dtype=np.float64 if how == "mean" else arr.dtype)
-    step = factor * max(1, mosaic.chunk // factor)
-    for r0 in range(0, rows, step):
-        for c0 in range(0, cols, step):
-            window = arr[r0 : min(rows, r0 + step), c0 : min(cols, c0 + step)]
-            small = _reduce(np.asarray(window), factor, how)
-            i0, j0 = r0 // factor, c0 // factor
-            out[i0 : i0 + small.shape[0], j0 : j0 + small.shape[1]] = small
-    return out
+def reduce_chunk(image: np.ndarray, classes: np.ndarray, bounds: ChunkBounds, factor: int) -> QuicklookPiece:
+    """Per-window sums, counts and class maxima of one chunk (``image``/``classes`` cover ``bounds``).
+
+    Sums are float64 over the rows of a window, then over its columns: the same additions
+    in the same order whichever process does them (padding adds exact zeros).
+    """
+    finite = np.isfinite(image)
+    if finite.all():
+        counts = np.outer(_window_lengths(bounds.row0, bounds.row1, factor),
+                          _window_lengths(bounds.col0, bounds.col1, factor))
+    else:  # blank pixels (only a hand-made mosaic has them) count for nothing
+        image = np.where(finite, image, 0.0)
+        counts = _blocks(finite, bounds, factor, False).sum(axis=1, dtype=np.int64).sum(axis=2)
+    sums = _blocks(image, bounds, factor, 0.0).sum(axis=1, dtype=np.float64).sum(axis=2)
+    class_max = _blocks(classes, bounds, factor, 0).max(axis=1).max(axis=2)
+    return QuicklookPiece(bounds.index, bounds.row0 // factor, bounds.col0 // factor, sums, counts, class_max)
+
+
+class QuicklookCanvas:
+    """Collects chunk pieces (in any order) and combines them in chunk order."""
+
+    def __init__(self, shape: tuple[int, int], factor: int) -> None:
+        self.factor = int(factor)
+        self.shape = (-(-shape[0] // self.factor), -(-shape[1] // self.factor))
+        self._pieces: dict[tuple[int, int], QuicklookPiece] = {}
+
+    def add(self, piece: QuicklookPiece) -> None:
+        self._pieces[tuple(piece.index)] = piece
+
+    def reduced(self) -> tuple[np.ndarray, np.ndarray]:
+        """(block-mean image, block-max class map); a window without finite pixels is NaN."""
+        sums = np.zeros(self.shape, np.float64)
+        counts = np.zeros(self.shape, np.int64)
+        classes = np.zeros(self.shape, np.uint8)
+        for index in sorted(self._pieces):
+            p = self._pieces[index]
+            box = (slice(p.row0, p.row0 + p.sums.shape[0]), slice(p.col0, p.col0 + p.sums.shape[1]))
+            sums[box] += p.sums
+            counts[box] += p.counts
+            np.maximum(classes[box], p.class_max, out=classes[box])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan), classes
 
 
 def asinh_stretch(image: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.8, softening: float = 0.1) -> np.ndarray:
@@ -81,24 +142,23 @@ def outline_pixels(classes: np.ndarray) -> np.ndarray:
     return edge & (classes > 0)
 
 
-def write_quicklook(
-    mosaic_path: Mosaic | str | Path,
-    out_png: str | Path,
-    max_size: int = 2048,
-    outlines: bool = True,
-) -> Path:
-    """Write a PNG no larger than ``max_size`` on either side; returns its path.
+def mosaic_canvas(mosaic: Mosaic, factor: int) -> QuicklookCanvas:
+    """A canvas filled chunk by chunk in this process (the map job spreads this over workers)."""
+    canvas = QuicklookCanvas(mosaic.shape, factor)
+    for bounds in mosaic.chunk_grid():
+        canvas.add(reduce_chunk(mosaic.array("image")[bounds.slices], mosaic.array("class")[bounds.slices],
+                                bounds, factor))
+    return canvas
 
-    Greyscale ('L') without outlines, RGB with them. Written to a temporary name and
-    renamed, like every other product of a run.
+
+def save_quicklook(canvas: QuicklookCanvas, out_png: str | Path, outlines: bool = True) -> Path:
+    """Write the PNG of a filled canvas: greyscale ('L') without outlines, RGB with them.
+
+    Written to a temporary name and renamed, like every other product of a run.
     """
-    if int(max_size) < 1:
-        raise RadiffError(f"quick-look max size must be >= 1 px, got {max_size!r}")
-    mosaic = mosaic_path if isinstance(mosaic_path, Mosaic) else Mosaic(mosaic_path)
-    factor = max(1, math.ceil(max(mosaic.shape) / int(max_size)))
-    grey = asinh_stretch(downsample(mosaic, "image", factor, "mean"))
+    image, classes = canvas.reduced()
+    grey = asinh_stretch(image)
     if outlines:
-        classes = downsample(mosaic, "class", factor, "max")
         rgb = np.repeat(grey[:, :, None], 3, axis=2)
         edge = outline_pixels(classes)
         for cls in SourceClass:
@@ -117,3 +177,14 @@ def write_quicklook(
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def write_quicklook(
+    mosaic_path: Mosaic | str | Path,
+    out_png: str | Path,
+    max_size: int = QUICKLOOK_MAX_SIZE,
+    outlines: bool = True,
+) -> Path:
+    """Write a PNG no larger than ``max_size`` on either side, reducing chunks in this process."""
+    mosaic = mosaic_path if isinstance(mosaic_path, Mosaic) else Mosaic(mosaic_path)
+    return save_quicklook(mosaic_canvas(mosaic, quicklook_factor(mosaic.shape, max_size)), out_png, outlines)
