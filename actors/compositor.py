@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 
+from actors._memory import release_free_memory
 from radiff_scale.compose.chunk_work import ChunkOutcome, compose_chunk
 from radiff_scale.compose.export_work import ExportOutcome, export_chunk
 from radiff_scale.compose.fits_export import FitsLayout
@@ -27,7 +28,10 @@ def cut_stamps_task(
     geometry: Any,
     preprocess_reference: dict[str, float],
 ) -> BatchOutcome:
-    return cut_batch(run_root, batch, batch_size, objects, geometry, preprocess_reference)
+    try:
+        return cut_batch(run_root, batch, batch_size, objects, geometry, preprocess_reference)
+    finally:
+        release_free_memory()
 
 
 @ray.remote(num_cpus=1, max_retries=3)
@@ -38,7 +42,10 @@ def compose_chunk_task(
     batch_size: int,
     background: Any,
 ) -> ChunkOutcome:
-    return compose_chunk(run_root, index, ranks, batch_size, background)
+    try:
+        return compose_chunk(run_root, index, ranks, batch_size, background)
+    finally:
+        release_free_memory()
 
 
 @ray.remote(num_cpus=1, max_retries=3)
@@ -48,4 +55,7 @@ def export_chunk_task(
     layouts: tuple[FitsLayout, ...],
     quicklook_factor: int | None,
 ) -> ExportOutcome:
-    return export_chunk(run_root, index, layouts, quicklook_factor)
+    try:
+        return export_chunk(run_root, index, layouts, quicklook_factor)
+    finally:
+        release_free_memory()

@@ -471,6 +471,7 @@ def run_make_map(
         sigma = sigma_map(source)
     log.timed("sigma_map", t)
 
+    from actors._memory import release_free_memory
     from jobs._entry import connect_ray
 
     # No dashboard and no worker logs locally: the driver's progress bars say all there is.
@@ -511,6 +512,7 @@ def run_make_map(
     n_placed, unplaced = planned.table.num_rows, planned.placement.unplaced
     del records, planned
     gc.collect()
+    release_free_memory()
     t = log.start()
     outputs = export_stage(spec, run, n_placed, geometry, progress, log)
     log.timed("export", t)
