@@ -128,6 +128,22 @@ def test_killed_run_resumes_to_the_same_bytes(two_worker_run: Path, tiny_bundle:
     assert (out / "catalogue.csv").read_bytes() == (two_worker_run / "catalogue.csv").read_bytes()
 
 
+def test_run_killed_in_the_export_redoes_only_the_missing_files(two_worker_run: Path, tiny_bundle: Path,
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "export-killed"
+    shutil.copytree(two_worker_run, out)
+    for name in ("manifest.json", "labels.fits", "quicklook.png"):
+        (out / name).unlink()
+    (out / "labels.fits.partial").write_bytes(b"half a file" * 1000)  # left by the killed export
+    kept = (out / "map.fits").stat().st_mtime_ns
+    manifest = run_make_map(small_spec(tiny_bundle, workers=2), out, resume=True, progress=False)
+    assert manifest["counts"]["chunks_written"] == 0
+    assert (out / "map.fits").stat().st_mtime_ns == kept  # complete: not redone
+    assert (out / "labels.fits").read_bytes() == (two_worker_run / "labels.fits").read_bytes()
+    assert (out / "quicklook.png").read_bytes() == (two_worker_run / "quicklook.png").read_bytes()
+    assert not list(out.glob("*.partial"))
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
