@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from actors._memory import release_free_memory
+from actors._worker import one_cpu_task
 from radiff_scale.compose.chunk_work import ChunkOutcome, compose_chunk
 from radiff_scale.compose.export_work import ExportOutcome, export_chunk
 from radiff_scale.compose.fits_export import FitsLayout
@@ -20,6 +20,7 @@ from radiff_scale.compose.stamp_work import BatchOutcome, cut_batch
 
 
 @ray.remote(num_cpus=1, max_retries=3)
+@one_cpu_task
 def cut_stamps_task(
     run_root: str,
     batch: int,
@@ -28,13 +29,11 @@ def cut_stamps_task(
     geometry: Any,
     preprocess_reference: dict[str, float],
 ) -> BatchOutcome:
-    try:
-        return cut_batch(run_root, batch, batch_size, objects, geometry, preprocess_reference)
-    finally:
-        release_free_memory()
+    return cut_batch(run_root, batch, batch_size, objects, geometry, preprocess_reference)
 
 
 @ray.remote(num_cpus=1, max_retries=3)
+@one_cpu_task
 def compose_chunk_task(
     run_root: str,
     index: tuple[int, int],
@@ -42,20 +41,15 @@ def compose_chunk_task(
     batch_size: int,
     background: Any,
 ) -> ChunkOutcome:
-    try:
-        return compose_chunk(run_root, index, ranks, batch_size, background)
-    finally:
-        release_free_memory()
+    return compose_chunk(run_root, index, ranks, batch_size, background)
 
 
 @ray.remote(num_cpus=1, max_retries=3)
+@one_cpu_task
 def export_chunk_task(
     run_root: str,
     index: tuple[int, int],
     layouts: tuple[FitsLayout, ...],
     quicklook_factor: int | None,
 ) -> ExportOutcome:
-    try:
-        return export_chunk(run_root, index, layouts, quicklook_factor)
-    finally:
-        release_free_memory()
+    return export_chunk(run_root, index, layouts, quicklook_factor)

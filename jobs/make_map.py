@@ -471,7 +471,7 @@ def run_make_map(
         sigma = sigma_map(source)
     log.timed("sigma_map", t)
 
-    from actors._memory import release_free_memory
+    from actors._worker import release_free_memory
     from jobs._entry import connect_ray
 
     # No dashboard and no worker logs locally: the driver's progress bars say all there is.

@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 
-from actors._memory import _malloc_trim
+from actors._worker import _malloc_trim
 
 _SCRIPT = textwrap.dedent(
     """
     import numpy as np
-    from actors._memory import release_free_memory
+    from actors._worker import release_free_memory
 
     def rss_mib():
         with open("/proc/self/status") as fh:
