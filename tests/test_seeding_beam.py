@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from radiff_scale.beam import Beam, correlated_noise, gaussian_kernel
-from radiff_scale.seeding import derive_rng, derive_seed
+from radiff_scale.seeding import derive_rng, derive_seed, derive_seeds, derive_uniforms
 
 
 def test_seed_depends_only_on_its_inputs() -> None:
@@ -15,6 +15,22 @@ def test_seed_depends_only_on_its_inputs() -> None:
     assert derive_rng(1, 2, "x").random() == derive_rng(1, 2, "x").random()
     with pytest.raises(ValueError):
         derive_seed(-1, 0)
+
+
+@pytest.mark.parametrize("run_seed", [0, 3, 2**32 - 1, 2**32, 2**63 + 5, 2**100 + 3])
+def test_array_streams_equal_the_scalar_ones_bit_for_bit(run_seed: int) -> None:
+    """derive_seeds/derive_uniforms re-implement SeedSequence and PCG64 seeding on arrays:
+    any slip (a constant, a carry, an index of 2^32 or more hashed as two words) shows here."""
+    rng = np.random.default_rng(run_seed % 1000)
+    idx = np.concatenate([[0, 1, 2**32 - 1, 2**32, 2**40 + 7, 2**62], rng.integers(0, 10**7, 300)]).astype(np.uint64)
+    for purpose in ("", "class", "k", "tile"):
+        seeds = derive_seeds(run_seed, idx, purpose)
+        assert seeds.dtype == np.uint64 and seeds.shape == idx.shape
+        assert seeds.tolist() == [derive_seed(run_seed, int(i), purpose) for i in idx]
+        assert derive_uniforms(run_seed, idx, purpose).tolist() == [derive_rng(run_seed, int(i), purpose).random() for i in idx]
+    assert derive_seeds(run_seed, np.zeros(0, np.int64)).shape == (0,)
+    with pytest.raises(ValueError):
+        derive_seeds(run_seed, np.array([3, -1]))
 
 
 def test_beam_area_and_kernel_integral_agree() -> None:

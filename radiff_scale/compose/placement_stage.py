@@ -28,7 +28,7 @@ from radiff_scale.compose.planner import (
 )
 from radiff_scale.compose.sigma import SigmaMap
 from radiff_scale.data.mask_bank import MaskBank
-from radiff_scale.seeding import derive_seed
+from radiff_scale.seeding import derive_seeds
 
 TILE = 128
 
@@ -150,8 +150,9 @@ def pick_footprints(plans: list[ObjectPlan], bank: MaskBank, seed: int) -> tuple
     """One single-object mask per plan, from the bank, by (seed, object id) only."""
     indices = np.zeros(len(plans), dtype=np.int64)
     footprints = []
-    for i, plan in enumerate(plans):
-        indices[i], mask = bank.pick(plan.class_id, derive_seed(seed, plan.object_id, "mask"))
+    mask_seeds = derive_seeds(seed, np.asarray([p.object_id for p in plans], dtype=np.uint64), "mask").tolist()
+    for i, (plan, mask_seed) in enumerate(zip(plans, mask_seeds)):
+        indices[i], mask = bank.pick(plan.class_id, mask_seed)
         footprints.append(Footprint.from_mask(mask))
     return indices, footprints
 
@@ -186,6 +187,7 @@ def plan_map(
         placement = place_at(plans, crops, np.column_stack([given.rows, given.cols]), shape, config)
     position = {p.object_id: i for i, p in enumerate(plans)}
     ranked = _rank_order(placement.placed, chunk)
+    sigma_local = _local_sigma(ranked, [footprints[position[o.object_id]] for o in ranked], sigma)
     columns: dict[str, list] = {name: [] for name in OBJECT_COLUMNS}
     kept: list[Footprint] = []
     for rank, obj in enumerate(ranked):
@@ -194,10 +196,9 @@ def plan_map(
         h, w = f.crop.shape
         fp = (obj.row0, obj.row0 + h, obj.col0, obj.col0 + w)
         tile_row0, tile_col0 = obj.row0 - f.row0, obj.col0 - f.col0
-        centre_row, centre_col = (fp[0] + fp[1] - 1) / 2.0, (fp[2] + fp[3] - 1) / 2.0
         values = (
             obj.object_id, obj.class_id, obj.k, obj.seed, tile_row0, tile_col0, rank,
-            float(sigma.at(centre_row, centre_col)), *fp, int(bank_index[i]),
+            sigma_local[rank], *fp, int(bank_index[i]),
         )
         for name, value in zip(columns, values):
             columns[name].append(value)
@@ -213,6 +214,13 @@ def plan_map(
         for name, values in columns.items()
     })
     return PlannedMap(table=table, masks=FootprintStack(kept), placement=placement, n_planned=len(plans))
+
+
+def _local_sigma(ranked: list[PlacedObject], footprints: list[Footprint], sigma: SigmaMap) -> list[float]:
+    """Sigma at each object's footprint-box centre, one vectorised lookup for all of them."""
+    rows = np.asarray([o.row0 + (f.crop.shape[0] - 1) / 2.0 for o, f in zip(ranked, footprints)], dtype=np.float64)
+    cols = np.asarray([o.col0 + (f.crop.shape[1] - 1) / 2.0 for o, f in zip(ranked, footprints)], dtype=np.float64)
+    return sigma.at(rows, cols).tolist() if len(ranked) else []
 
 
 def _rank_order(placed: list[PlacedObject], chunk: int | None) -> list[PlacedObject]:
