@@ -177,6 +177,20 @@ def test_pick_is_deterministic_one_centred_object(default_bank: MaskBank) -> Non
         assert a[0] == b[0] and np.array_equal(a[1], b[1])
 
 
+def test_picked_object_from_its_box_equals_the_whole_mask_path(default_bank: MaskBank) -> None:
+    """pick() cuts the object from its stored box; it must equal labelling the whole mask
+    and recentring (real objects of every class, crowded compact masks included)."""
+    from radiff_scale.data.mask_bank import _object_pixels, recentre
+
+    rng = np.random.default_rng(0)
+    for cls in OBJECT_CLASSES:
+        table = default_bank._objects()[cls]
+        for row in rng.choice(table.bank_index.size, size=min(400, table.bank_index.size), replace=False):
+            i, comp = int(table.bank_index[row]), int(table.component[row])
+            expected = recentre(_object_pixels(default_bank.mask(i), cls, comp), cls)
+            assert np.array_equal(default_bank._recentred(i, cls, table.box[row]), expected)
+
+
 def test_pick_prefers_whole_objects_of_reasonable_size() -> None:
     masks = np.zeros((3, BANK_SIZE, BANK_SIZE), np.uint8)
     masks[0, 0:6, 30:36] = C  # cut by the border
