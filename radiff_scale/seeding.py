@@ -26,7 +26,6 @@ def derive_rng(run_seed: int, index: int, purpose: str = "") -> np.random.Genera
     return np.random.default_rng(derive_seed(run_seed, index, purpose))
 
 
-
 # --- many indices at once -----------------------------------------------------------------
 #
 # The planner derives several streams for every object (60,000 objects: 360,000 seeds at
