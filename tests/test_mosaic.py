@@ -549,10 +549,10 @@ def test_stamp_stage_and_chunk_owners_do_not_depend_on_the_batch_size(tmp_path):
 def test_chunk_owners_reopen_a_different_mosaic_made_at_the_same_path(tmp_path):
     """Workers keep the mosaic open between chunks; one recreated under the same path with
     another chunk size (--overwrite in a live Ray session) must not be served stale."""
-    from radiff_scale.compose.chunk_work import _mosaic
+    from radiff_scale.compose.chunk_work import worker_mosaic
 
     path = tmp_path / "m.zarr"
     create_mosaic(path, (256, 256), chunk=64)
-    assert _mosaic(path).chunk == 64 and _mosaic(path) is _mosaic(path)
+    assert worker_mosaic(path).chunk == 64 and worker_mosaic(path) is worker_mosaic(path)
     create_mosaic(path, (256, 256), chunk=128, overwrite=True)
-    assert _mosaic(path).chunk == 128 and _mosaic(path).grid_shape == (2, 2)
+    assert worker_mosaic(path).chunk == 128 and worker_mosaic(path).grid_shape == (2, 2)

@@ -42,7 +42,7 @@ def chunks_touched(fp: tuple[int, int, int, int], chunk: int) -> list[tuple[int,
     ]
 
 
-def _mosaic(path: Path) -> Mosaic:
+def worker_mosaic(path: Path) -> Mosaic:
     """The mosaic, opened once per worker process: opening the group and its three arrays
     re-reads and parses four metadata files, ~10 ms a chunk otherwise. Keyed by the group
     metadata's bytes too (shape, chunk, arrays), so a different mosaic made at the same
@@ -67,7 +67,7 @@ def compose_chunk(
     run = RunDir(Path(run_root))
     stamps = stamp_store.read_ranks(run.stamps, ranks, batch_size)
     read = time.perf_counter() - started
-    report = render_chunk(_mosaic(run.mosaic), tuple(index), background, stamps)
+    report = render_chunk(worker_mosaic(run.mosaic), tuple(index), background, stamps)
     return ChunkOutcome(
         index=tuple(index), n_stamps=report.n_stamps, seconds=time.perf_counter() - started,
         step_seconds={"stamps": read, **report.step_seconds},

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from radiff_scale.compose.chunk_work import _mosaic
+from radiff_scale.compose.chunk_work import worker_mosaic
 from radiff_scale.compose.fits_export import FitsLayout, write_chunk_into
 from radiff_scale.compose.quicklook import QuicklookPiece, reduce_chunk
 from radiff_scale.compose.rundir import RunDir
@@ -37,7 +37,7 @@ def export_chunk(
 ) -> ExportOutcome:
     """Write chunk ``index`` into every layout's partial file; reduce it if ``quicklook_factor``."""
     started = time.perf_counter()
-    mosaic = _mosaic(RunDir(Path(run_root)).mosaic)
+    mosaic = worker_mosaic(RunDir(Path(run_root)).mosaic)
     bounds = mosaic.chunk_bounds(tuple(index))
     names = {slot.array for layout in layouts for slot in layout.slots}
     if quicklook_factor:

@@ -27,11 +27,14 @@ import numpy as np
 from astropy.io import fits
 
 from radiff_scale.classes import SourceClass
-from radiff_scale.compose.mosaic import ChunkBounds, Mosaic
+from radiff_scale.compose.mosaic import ChunkBounds, Mosaic, open_mosaic
 from radiff_scale.errors import RadiffError
 
 #: FITS BITPIX for the dtypes a mosaic holds (uint8 is FITS' native unsigned byte).
 BITPIX: dict[str, int] = {"uint8": 8, "int16": 16, "int32": 32, "float32": -32, "float64": -64}
+
+#: BITPIX -> the stored (big-endian) dtype of a pixel.
+_STORED_DTYPES: dict[int, str] = {b: np.dtype(name).newbyteorder(">").str for name, b in BITPIX.items()}
 
 #: FITS files are made of blocks of this many bytes.
 FITS_BLOCK = 2880
@@ -149,8 +152,7 @@ def lay_out_fits(out_path: str | Path, hdus: Sequence[tuple[str, fits.Header]], 
     slots, pieces, position = [], [], 0
     for array, header in hdus:
         text = header.tostring(sep="", endcard=True, padding=True).encode("ascii")
-        bitpix = int(header["BITPIX"])
-        dtype = {8: "u1", 16: ">i2", 32: ">i4", -32: ">f4", -64: ">f8"}[bitpix]
+        dtype = _STORED_DTYPES[int(header["BITPIX"])]
         if (int(header["NAXIS2"]), int(header["NAXIS1"])) != tuple(shape):
             raise RadiffError(f"header of {array!r} is {header['NAXIS2']}x{header['NAXIS1']}, the mosaic {shape}")
         pieces.append((position, text))
@@ -244,10 +246,6 @@ def _export(mosaic: Mosaic, layout: FitsLayout, progress: ProgressFn | None) -> 
     return finish(layout)
 
 
-def _as_mosaic(mosaic_path: Mosaic | str | Path) -> Mosaic:
-    return mosaic_path if isinstance(mosaic_path, Mosaic) else Mosaic(mosaic_path)
-
-
 def export_fits(
     mosaic_path: Mosaic | str | Path,
     out_path: str | Path,
@@ -262,7 +260,7 @@ def export_fits(
     keywords (e.g. ``MapGeometry.header()`` plus extras); its structural keywords are
     rewritten to match the array. ``progress(done, total)`` counts chunks.
     """
-    mosaic = _as_mosaic(mosaic_path)
+    mosaic = open_mosaic(mosaic_path)
     return _export(mosaic, image_layout(mosaic, out_path, header, array, overwrite), progress)
 
 
@@ -274,5 +272,5 @@ def export_labels_fits(
     progress: ProgressFn | None = None,
 ) -> Path:
     """Class map and instance map in one file (see :func:`labels_layout`)."""
-    mosaic = _as_mosaic(mosaic_path)
+    mosaic = open_mosaic(mosaic_path)
     return _export(mosaic, labels_layout(mosaic, out_path, header, overwrite), progress)

@@ -218,13 +218,9 @@ def create_mosaic(
     return Mosaic(path)
 
 
-def open_mosaic(path: str | Path) -> Mosaic:
-    """Open an existing mosaic (a user error if ``path`` is not one)."""
-    return Mosaic(path)
-
-
-def _as_mosaic(mosaic: Mosaic | str | Path) -> Mosaic:
-    return mosaic if isinstance(mosaic, Mosaic) else Mosaic(mosaic)
+def open_mosaic(path: Mosaic | str | Path) -> Mosaic:
+    """Open an existing mosaic (a user error if ``path`` is not one); an open one is returned as it is."""
+    return path if isinstance(path, Mosaic) else Mosaic(path)
 
 
 def _as_bounds(bounds: ChunkBounds | Sequence[int]) -> tuple[int, int, int, int]:
@@ -410,7 +406,7 @@ def render_chunk(
     marker is missing after a crash can always be redone.
     """
     started = time.perf_counter()
-    mosaic = _as_mosaic(mosaic_path)
+    mosaic = open_mosaic(mosaic_path)
     if tuple(background.shape) != tuple(mosaic.shape):
         raise RadiffError(f"background shape {tuple(background.shape)} does not match the mosaic {mosaic.path} shape {mosaic.shape}")
     bounds = mosaic.chunk_bounds(chunk_index)
@@ -453,7 +449,7 @@ def done_chunks(path: Mosaic | str | Path, verify: bool = False) -> set[tuple[in
     """Chunks recorded as complete. With ``verify``, only those whose stored bytes still match
     the checksum in their marker (catches a chunk clobbered after it was recorded; markers of
     earlier versions, with SHA-256 digests, verify too)."""
-    mosaic = _as_mosaic(path)
+    mosaic = open_mosaic(path)
     folder = mosaic.path / _DONE_DIR
     done: set[tuple[int, int]] = set()
     if not folder.is_dir():

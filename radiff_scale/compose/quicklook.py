@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from radiff_scale.classes import CLASS_COLOURS, SourceClass
-from radiff_scale.compose.mosaic import ChunkBounds, Mosaic
+from radiff_scale.compose.mosaic import ChunkBounds, Mosaic, open_mosaic
 from radiff_scale.errors import RadiffError
 
 #: Default longest side of the PNG, in pixels.
@@ -186,5 +186,5 @@ def write_quicklook(
     outlines: bool = True,
 ) -> Path:
     """Write a PNG no larger than ``max_size`` on either side, reducing chunks in this process."""
-    mosaic = mosaic_path if isinstance(mosaic_path, Mosaic) else Mosaic(mosaic_path)
+    mosaic = open_mosaic(mosaic_path)
     return save_quicklook(mosaic_canvas(mosaic, quicklook_factor(mosaic.shape, max_size)), out_png, outlines)
