@@ -27,9 +27,9 @@ def cut_stamps_task(
     batch_size: int,
     objects: list[dict[str, Any]],
     geometry: Any,
-    preprocess_reference: dict[str, float],
+    stretch: Any,
 ) -> BatchOutcome:
-    return cut_batch(run_root, batch, batch_size, objects, geometry, preprocess_reference)
+    return cut_batch(run_root, batch, batch_size, objects, geometry, stretch)
 
 
 @ray.remote(num_cpus=1, max_retries=3)

@@ -51,8 +51,8 @@ def parse_samplers(text: str) -> list[tuple[str, int]]:
     return out
 
 
-def make_objects(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Masks, preprocessed background patches and noise seeds of n objects, as the map job makes them."""
+def make_objects(n: int, seed: int, stretch) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Masks, encoded background patches and noise seeds of n objects, as the map job makes them."""
     from radiff_scale.beam import Beam
     from radiff_scale.compose.background import SyntheticBackground
     from radiff_scale.compose.conditioning import background_patches
@@ -68,7 +68,7 @@ def make_objects(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
     geometry = MapGeometry((side, side), 1.5, 0.0, -30.0, Beam(9.8, 5.8, 0.0), 1.4e9)
     rng = derive_rng(seed, 0, "bench-origins")
     origins = [(int(r), int(c)) for r, c in rng.integers(0, side - 128, (n, 2))]
-    patches = background_patches(SyntheticBackground(geometry, 1e-4, seed), origins)
+    patches = background_patches(SyntheticBackground(geometry, 1e-4, seed), origins, stretch)
     return masks, patches, [derive_seed(seed, i, "tile") for i in range(n)]
 
 
@@ -94,7 +94,10 @@ def main() -> None:
         raise SystemExit(f"no model bundle at {model}" + ("" if args.model else " (the demo model is not shipped yet): pass --model DIR"))
     samplers = parse_samplers(args.samplers)
     pool_sizes = sorted({int(a) for a in args.actors.split(",")})
-    masks, patches, seeds = make_objects(args.n, args.seed)
+    from radiff_scale.data.stretch import stretch_for_card
+    from radiff_scale.models.io import RadiffModels
+
+    masks, patches, seeds = make_objects(args.n, args.seed, stretch_for_card(RadiffModels.load(model).card))
     batches = ArrayBatches(masks, patches, seeds, args.batch_size)
 
     import ray

@@ -145,8 +145,8 @@ def _header(geometry, spec: MapSpec, n_objects: int):
 class _PlannedBatches:
     """The placed objects as tile batches, built when submitted (background patches are read then)."""
 
-    def __init__(self, records: list[dict], masks, source, batch_size: int) -> None:
-        self.records, self.masks, self.source = records, masks, source
+    def __init__(self, records: list[dict], masks, source, batch_size: int, stretch) -> None:
+        self.records, self.masks, self.source, self.stretch = records, masks, source, stretch
         self.n_items, self.batch_size = len(records), batch_size
 
     def __len__(self) -> int:
@@ -161,14 +161,14 @@ class _PlannedBatches:
 
         sl = tile_store.batch_slice(index, self.n_items, self.batch_size)
         chunk = self.records[sl]
-        patches = background_patches(self.source, [(r["row0"], r["col0"]) for r in chunk])
+        patches = background_patches(self.source, [(r["row0"], r["col0"]) for r in chunk], self.stretch)
         return TileBatch(index, self.masks[sl], patches, tuple(r["seed"] for r in chunk),
                          tuple(r["object_id"] for r in chunk))
 
 
 def sample_tiles_stage(
     spec: MapSpec, run, planned, records: list[dict], source, model_dir: Path | None, use_gpu: bool, progress: bool,
-    log: StageLog, tile_bank=None,
+    log: StageLog, stretch, tile_bank=None,
 ) -> None:
     """One tile per placed object into run.tiles: sampled on actors, or copied from a tile bank."""
     from radiff_scale.compose import tile_store
@@ -191,7 +191,7 @@ def sample_tiles_stage(
             s = spec.sampler
             settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta, s.gpu_precision)
             counts = sample_to_store(
-                str(model_dir), settings, _PlannedBatches(records, planned.masks, source, b), run.tiles,
+                str(model_dir), settings, _PlannedBatches(records, planned.masks, source, b, stretch), run.tiles,
                 spec.workers, use_gpu=use_gpu, on_batch=lambda _batch, k: bar.update(k),
             )
             total, done_now, resubmitted = counts.batches_total, counts.batches_sampled, counts.resubmitted
@@ -289,17 +289,16 @@ def stamp_batch_size(spec: MapSpec) -> int:
     return b * max(1, -(-STAMP_BATCH_MIN // b))
 
 
-def preprocess_reference(card: dict) -> dict[str, float]:
-    """The card's preprocessing reference, without which tiles cannot go back to flux
+def card_stretch(card: dict):
+    """The stretch the model was trained with, without which tiles cannot go back to flux
     (checked before any heavy work)."""
-    reference = card.get("preprocess_reference")
-    if reference is None:
-        raise RadiffError("the model card has no preprocess_reference: it cannot map tiles back to flux")
-    return reference
+    from radiff_scale.data.stretch import stretch_for_card
+
+    return stretch_for_card(card)
 
 
 def stamps_stage(
-    spec: MapSpec, run, records: list[dict], geometry, reference: dict[str, float], progress: bool, log: StageLog
+    spec: MapSpec, run, records: list[dict], geometry, stretch, progress: bool, log: StageLog
 ):
     """Cut every placed object's stamp once and measure its catalogue row, a batch of objects per task."""
     import ray
@@ -318,7 +317,7 @@ def stamps_stage(
 
     def submit(batch: int):
         objects = records[tile_store.batch_slice(batch, len(records), b)]
-        return cut_stamps_task.remote(str(run.root), batch, b, objects, geometry_ref, reference)
+        return cut_stamps_task.remote(str(run.root), batch, b, objects, geometry_ref, stretch)
 
     _run_stage_tasks("stamps", "batch", submit, todo, spec.workers, progress, log,
                      lambda outcome: odd.extend(outcome.odd_normalisation))
@@ -449,7 +448,7 @@ def run_make_map(
     model_dir = resolve_model_dir(spec.model) if tile_bank is None else None
     index = read_index(model_dir) if tile_bank is None else None
     card = dict(index.get("card") or {}) if index is not None else tile_bank.card
-    reference = preprocess_reference(card)
+    stretch = card_stretch(card)
     geometry, source, sigma = _geometry_and_background(spec)
     check_mask_prior(spec, model_dir, index)
     bank = _mask_bank(spec) if tile_bank is None else tile_bank  # a bank's masks come with its tiles
@@ -499,10 +498,10 @@ def run_make_map(
     for record, footprint in zip(records, planned.masks.footprints):
         record[FOOTPRINT] = (footprint.row0, footprint.col0, footprint.crop)
     t = log.start()
-    sample_tiles_stage(spec, run, planned, records, source, model_dir, use_gpu, progress, log, tile_bank)
+    sample_tiles_stage(spec, run, planned, records, source, model_dir, use_gpu, progress, log, stretch, tile_bank)
     log.timed("tiles", t)
     t = log.start()
-    stamps_stage(spec, run, records, geometry, reference, progress, log)
+    stamps_stage(spec, run, records, geometry, stretch, progress, log)
     log.timed("stamps", t)
     t = log.start()
     compose_chunks_stage(spec, run, records, source, geometry, progress, log)

@@ -67,17 +67,12 @@ def _one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model bundle with random weights in the demo architecture (plumbing tests, not quality)."""
-    import numpy as np
-
-    from radiff_scale.data.preprocess import fit_params, reference_params
+    from radiff_scale.data.stretch import AsinhStretch
     from radiff_scale.models.config import load_models_config
     from radiff_scale.models.io import RadiffModels
 
     models = RadiffModels.from_config(load_models_config(REPO_ROOT / "configs" / "demo.yaml"), seed=0, with_mask_prior=False)
-    rng = np.random.default_rng(0)
-    image = rng.normal(0, 1e-4, (128, 128))
-    image[60:68, 60:68] += 3e-3
-    models.card = {"preprocess_reference": reference_params([fit_params(image)], [1e-4]).to_dict(), "note": "random weights"}
+    models.card = {"stretch": AsinhStretch().to_card(), "note": "random weights"}
     return models.save(tmp_path_factory.mktemp("bundle") / "tiny")
 
 

@@ -23,7 +23,7 @@ from radiff_scale import MapResult, MapSpec, PlacementConfig, Positions, Sampler
 from radiff_scale.compose.planner import plan_objects
 from radiff_scale.compose.tile_bank import TileBank, TileBankMeta
 from radiff_scale.compose.wcs import MapGeometry
-from radiff_scale.data.preprocess import fit_params, reference_params
+from radiff_scale.data.stretch import AsinhStretch
 from radiff_scale.errors import RadiffError
 
 SIZE = 512
@@ -54,9 +54,7 @@ def flat_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       _ellipse(2, 9, 1), _ellipse(9, 2, 1)])
     classes = masks.reshape(len(masks), -1).max(axis=1).astype(np.int64)
     tiles = np.where(masks > 0, 0.9, 0.1).astype(np.float32)
-    image = np.random.default_rng(0).normal(0, 1e-4, (128, 128))
-    image[60:68, 60:68] += 3e-3
-    card = {"preprocess_reference": reference_params([fit_params(image)], [1e-4]).to_dict()}
+    card = {"stretch": AsinhStretch().to_card()}
     path = tmp_path_factory.mktemp("flat-bank") / "bank.npz"
     TileBank(masks, tiles, classes, TileBankMeta("flat test tiles", card, {}, 0, "ellipses"), source=str(path)).save(path)
     return path

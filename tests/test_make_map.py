@@ -252,10 +252,11 @@ def test_a_bundle_that_cannot_map_tiles_to_flux_is_refused_before_any_work(
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
     index = json.loads((bundle / "radiff_models.json").read_text())
-    del index["card"]["preprocess_reference"]
+    index["card"].pop("preprocess_reference", None)
+    index["card"].pop("stretch", None)
     (bundle / "radiff_models.json").write_text(json.dumps(index))
     out = tmp_path / "x"
     assert make_map_main(["--out", str(out), "--size", "512", "--set", f"model={bundle}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "preprocess_reference" in err, err
+    assert "\n" not in err and "no stretch" in err, err
     assert not out.exists()

@@ -508,6 +508,7 @@ def test_stamp_stage_and_chunk_owners_do_not_depend_on_the_batch_size(tmp_path):
     from radiff_scale.compose.stamp_work import cut_batch, read_catalogue_parts
     from radiff_scale.compose.stamps import cut_stamp
     from radiff_scale.data.preprocess import inverse_preprocess
+    from radiff_scale.data.stretch import ZScaleTanhStretch
 
     geometry = MapGeometry(SHAPE, 1.5, 10.0, -30.0, Beam(6.5, 6.5), 1.4e9)
     results = []
@@ -515,7 +516,7 @@ def test_stamp_stage_and_chunk_owners_do_not_depend_on_the_batch_size(tmp_path):
         run, records, tiles, masks, params = _chunk_run(tmp_path / f"b{batch_size}")
         for batch in range(tile_store.n_batches(len(records), batch_size)):
             objects = records[tile_store.batch_slice(batch, len(records), batch_size)]
-            outcome = cut_batch(run.root, batch, batch_size, objects, geometry, params.to_dict())
+            outcome = cut_batch(run.root, batch, batch_size, objects, geometry, ZScaleTanhStretch(params.to_dict()))
             assert outcome.n_stamps == len(objects)
         by_chunk: dict = {}
         for r in records:

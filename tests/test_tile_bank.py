@@ -46,7 +46,7 @@ def test_built_bank_holds_one_object_per_entry_of_every_class(bank_path: Path) -
         assert set(np.unique(mask).tolist()) == {0, int(cls)}  # a single object of its class
     tiles = np.asarray(bank.tiles)
     assert tiles.dtype == np.float32 and tiles.min() >= 0 and tiles.max() <= 1 and np.ptp(tiles) > 0
-    assert "preprocess_reference" in bank.card and bank.meta.sampler["background"] is None
+    assert bank.card["stretch"]["kind"] == "asinh_sigma" and bank.meta.sampler["background"] is None
 
 
 def test_pick_is_deterministic_and_class_matched(bank_path: Path) -> None:

@@ -139,8 +139,8 @@ def test_every_stage_lands_in_one_loadable_bundle(two_worker_run: dict[str, Any]
         assert math.isfinite(stages[stage]["final_loss"]) and stages[stage]["final_loss"] > 0
         assert stages[stage]["final_loss"] == pytest.approx(_meta(_checkpoint(out, stage, STEPS))["metrics"]["loss"])
         assert two_worker_run["entries"][stage]["steps"] == STEPS
-    reference = models.card["preprocess_reference"]
-    assert isinstance(reference, dict) and reference
+    assert models.card["stretch"]["kind"] == "asinh_sigma" and "preprocess_reference" not in models.card
+    assert models.card["stages"]["ae"]["cutouts"] == {"simulated": 8}
     assert json.loads((out / "config.resolved.json").read_text())["train"]["ae"]["steps"] == STEPS
 
 

@@ -2,7 +2,7 @@
 
 The model was trained with the cutout's own background as its background condition,
 so at map time it gets the 128x128 window of the map background where the object will
-land, preprocessed exactly like a training cutout.
+land, encoded with the model's own stretch exactly like a training cutout.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from radiff_scale.compose.background import BackgroundSource
-from radiff_scale.data.preprocess import fit_params, preprocess
+from radiff_scale.data.stretch import Stretch
 from radiff_scale.errors import RadiffError
 
 TILE = 128
@@ -27,13 +27,13 @@ def read_padded(source: BackgroundSource, row0: int, col0: int, size: int = TILE
     return out
 
 
-def background_patches(source: BackgroundSource, origins: list[tuple[int, int]]) -> np.ndarray:
-    """Preprocessed windows, float32 (N, 128, 128) in [0, 1]; a flat window gives all zeros."""
+def background_patches(source: BackgroundSource, origins: list[tuple[int, int]], stretch: Stretch) -> np.ndarray:
+    """Encoded windows, float32 (N, 128, 128) in [0, 1]; a flat window gives all zeros."""
     patches = np.zeros((len(origins), TILE, TILE), dtype=np.float32)
     for i, (row0, col0) in enumerate(origins):
         window = read_padded(source, row0, col0)
         try:
-            patches[i] = preprocess(window, fit_params(window))
+            patches[i] = stretch.encode(window)
         except RadiffError:  # a constant window (e.g. a blanked region): nothing to condition on
             patches[i] = 0.0
     return patches

@@ -28,7 +28,7 @@ from radiff_scale.compose.planner import PlacedObject
 from radiff_scale.compose.rundir import RunDir, replace_when_done
 from radiff_scale.compose.stamps import NORM_PEAK, cut_stamp
 from radiff_scale.compose.wcs import MapGeometry
-from radiff_scale.data.preprocess import PreprocessParams, inverse_preprocess
+from radiff_scale.data.stretch import Stretch
 
 #: Key of a stamp task's object record that holds its mask: (row0, col0, crop), the
 #: boolean crop of the object's single-object mask and its offset inside the tile. Masks
@@ -71,21 +71,17 @@ def cut_batch(
     batch_size: int,
     objects: list[dict[str, Any]],
     geometry: MapGeometry,
-    preprocess_reference: dict[str, float],
+    stretch: Stretch,
 ) -> BatchOutcome:
     """Cut and measure the objects of stamp batch ``batch`` (ranks ``batch * batch_size`` on;
-    ``objects``: their records, in rank order)."""
+    ``objects``: their records, in rank order; ``stretch``: the model's, which decodes tiles)."""
     started = time.perf_counter()
     run = RunDir(Path(run_root))
     expected = tile_store.batch_slice(batch, batch * batch_size + len(objects), batch_size)
     ranks = [int(o["rank"]) for o in objects]
     if ranks != list(range(expected.start, expected.stop)):
         raise ValueError(f"stamp batch {batch} got ranks {ranks[:3]}... instead of {expected.start}..{expected.stop - 1}")
-    params = PreprocessParams.from_dict(preprocess_reference)
-
-    def inverse(y: np.ndarray) -> np.ndarray:
-        return inverse_preprocess(y, params)
-
+    inverse = stretch.decode
     steps = dict.fromkeys(("tiles", "cut", "measure", "write"), 0.0)
     tiles = tile_store.read_range(run.tiles, expected)
     steps["tiles"] = time.perf_counter() - started

@@ -62,8 +62,8 @@ def cut_stamp(
 
     ``tile`` is the generated image in the model's [0, 1] range, ``footprint`` the
     object's boolean mask on the same grid, ``sigma_local`` the map's local noise
-    (Jy/beam) at the object, ``inverse`` the inverse preprocessing (tile values to
-    flux-like values, e.g. ``lambda y: inverse_preprocess(y, params)``); None means the
+    (Jy/beam) at the object, ``inverse`` the inverse stretch (tile values to
+    flux-like values, e.g. the model stretch's ``decode``); None means the
     tile is already linear. Output is float32, zero outside the mask, peak ``k *
     sigma_local``; ``row0, col0`` are the map pixel of the trimmed box's [0, 0].
     ``monotonic`` promises that ``inverse`` is elementwise and non-decreasing, which

@@ -32,7 +32,7 @@ File format (``np.savez``, uncompressed so the tiles can be memory-mapped; no pi
 ``masks`` uint8 (N, 128, 128) single-object class masks, ``tiles`` float32 (N, 128,
 128) in the model's preprocessed [0, 1] range, ``classes`` int64 (N,), ``mask_source``
 int64 (N,) (index in the mask bank the mask came from), ``meta`` a JSON string (format
-tag and version, the model card incl. ``preprocess_reference``, sampler settings, seed).
+tag and version, the model card incl. its ``stretch``, sampler settings, seed).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class TileBank:
 
     @property
     def card(self) -> dict[str, Any]:
-        """The model card of the model that sampled the tiles (holds ``preprocess_reference``)."""
+        """The model card of the model that sampled the tiles (holds the stretch that decodes them)."""
         return dict(self.meta.card)
 
     def class_counts(self) -> dict[str, int]:

@@ -121,7 +121,7 @@ class RadiffModels:
     """Everything needed to sample tiles and masks: the three models, the schedule and a model card.
 
     ``card`` is free-form JSON-safe metadata the training job fills (how the models
-    were made, data, preprocessing reference parameters). The mask prior is optional.
+    were made, data, the stretch between flux and [0, 1]). The mask prior is optional.
     During training a caller may put a DDP-wrapped module in ``unet``/``mask_prior``
     (``dataclasses.replace``); the loss functions unwrap it for its config.
     """
