@@ -58,14 +58,32 @@ class StageConfig:
 
 @dataclass
 class DataConfig:
-    """Where training cutouts come from: a Survey-Collection folder, or the simulator."""
+    """Where training cutouts come from: Survey-Collection folders and/or the simulator.
 
-    dataset: str | None = None
+    Real images come annotated (``radiff-scale annotate``); the simulator adds what real
+    sets lack (sidelobe rings and arcs, faint compact sources), in the beam and pixel
+    scale its ``simulate`` settings give. Both go through the same stretch.
+    """
+
+    #: Survey-Collection dataset folders, read in order (cutouts larger than the model's
+    #: image size are centre-cropped).
+    datasets: list[str] = field(default_factory=list)
+    #: Simulated labelled cutouts added to the datasets' (0: none).
     simulate_n: int = 1000
     simulate_seed: int = 0
     simulate: dict[str, Any] = field(default_factory=dict)
     #: Masks for the mask prior: ``bank`` (shipped real masks) or an .npz path like it.
     mask_bank: str = "bank"
+    #: Each draw sees its cutout (image, mask and background alike) through one of the 8
+    #: rotations/flips, chosen from the per-sample seed: real galaxies have no preferred
+    #: orientation, and a few hundred real cutouts become a few thousand views.
+    dihedral: bool = True
+
+    def __post_init__(self) -> None:
+        if self.simulate_n < 0:
+            raise RadiffError(f"train.data.simulate_n must be >= 0, got {self.simulate_n}")
+        if not self.datasets and self.simulate_n == 0:
+            raise RadiffError("train.data: no datasets and simulate_n is 0, there is nothing to train on")
 
 
 @dataclass
@@ -77,6 +95,8 @@ class TrainConfig:
     mask: StageConfig = field(default_factory=lambda: StageConfig(lr=2e-4))
     #: bf16 autocast on GPU workers (ignored on CPU).
     mixed_precision: bool = True
+    #: Flux <-> [0, 1] stretch, recorded in the bundle card (radiff_scale/data/stretch.py).
+    stretch: dict[str, Any] = field(default_factory=dict)
 
 
 def load_train_config(path: str | None, overrides: dict[str, Any]) -> tuple[TrainConfig, Any, dict[str, Any]]:
@@ -98,63 +118,79 @@ def load_train_config(path: str | None, overrides: dict[str, Any]) -> tuple[Trai
 # --------------------------------------------------------------------------- data (driver)
 
 
-def build_training_arrays(config: DataConfig, progress: bool = True) -> dict[str, Any]:
-    """Preprocessed cutouts, their class masks and background patches, plus the reference
-    preprocessing parameters (in background-rms units) that map generated tiles back to flux."""
+def build_training_arrays(config: DataConfig, stretch: Any, size: int, progress: bool = True) -> dict[str, Any]:
+    """Stretched cutouts, their class masks and background images, and how many came from where.
+
+    Every image and background is encoded with its own background level and rms, as the
+    map job encodes the background window an object lands on. A cutout without a stored
+    background image gets itself with its objects' pixels set to its background level
+    (never the cutout itself: the condition would hand the model its answer).
+    """
     import numpy as np
 
-    from radiff_scale.data.preprocess import fit_params, preprocess, reference_params
-    from radiff_scale.errors import RadiffError as _E
+    from radiff_scale.data.stretch import background_stats
 
-    images, masks, backgrounds, params, rms = [], [], [], [], []
-    for image, mask, background, noise in _cutouts(config, progress):
+    images, masks, backgrounds, sources = [], [], [], []
+    for image, mask, background, source in _cutouts(config, size, progress):
         try:
-            p = fit_params(image)
-        except _E:
+            centre, _ = background_stats(image)
+            encoded = stretch.encode(image)
+        except RadiffError:
             continue  # a constant cutout carries nothing to learn
-        images.append(preprocess(image, p))
+        if background is None:
+            background = np.where(mask > 0, centre, np.nan_to_num(image, nan=centre))
+        try:
+            encoded_background = stretch.encode(background)
+        except RadiffError:
+            encoded_background = np.zeros_like(encoded)  # flat: the model's null background
+        images.append(encoded)
         masks.append(mask)
-        backgrounds.append(preprocess(background, p) if background is not None else preprocess(image, p))
-        params.append(p)
-        rms.append(noise)
+        backgrounds.append(encoded_background)
+        sources.append(source)
     if not images:
         raise RadiffError("no usable training cutouts (every cutout was constant)")
-    with_objects = [p for p, m in zip(params, masks) if m.any()] or params
-    rms_objects = [r for r, m in zip(rms, masks) if m.any()] or rms
+    counts = {name: sources.count(name) for name in dict.fromkeys(sources)}
     return {
         "images": np.stack(images).astype(np.float32),
         "masks": np.stack(masks).astype(np.uint8),
         "backgrounds": np.stack(backgrounds).astype(np.float32),
-        "reference": reference_params(with_objects, rms_objects).to_dict(),
+        "counts": counts,
     }
 
 
-def _cutouts(config: DataConfig, progress: bool):
-    """(image, class mask, background or None, rms) per training cutout."""
+def _cutouts(config: DataConfig, size: int, progress: bool):
+    """(image, class mask, background or None, source name) per training cutout."""
     import numpy as np
     from tqdm import tqdm
 
-    if config.dataset:
-        from radiff_scale.compose.sigma import robust_rms
-        from radiff_scale.data.dataset import centre_crop
-        from radiff_scale.data.sc_format import list_samples, read_sample
-
-        for path in tqdm(list_samples(Path(config.dataset)), desc="reading dataset", disable=not progress):
-            sample = read_sample(path, Path(config.dataset))
-            image = centre_crop(np.nan_to_num(sample.image), 128)
-            mask = centre_crop(sample.class_mask(), 128)
-            background = None if sample.background is None else centre_crop(np.nan_to_num(sample.background), 128)
-            noise = robust_rms(background if background is not None else image[mask == 0])
-            yield image, mask, background, noise
-        return
     from radiff_scale.config import from_dict
+    from radiff_scale.data.dataset import centre_crop
+    from radiff_scale.data.sc_format import list_samples, read_sample
     from radiff_scale.data.simulate import SimConfig, simulate_cutout
     from radiff_scale.seeding import derive_seed
 
-    sim = from_dict(SimConfig, config.simulate, where="train.data.simulate")
-    for i in tqdm(range(config.simulate_n), desc="simulating cutouts", disable=not progress):
-        cut = simulate_cutout(sim, derive_seed(config.simulate_seed, i, "simulate"))
-        yield cut.image, cut.class_mask(), cut.background, cut.rms_jy
+    for folder in config.datasets:
+        root = Path(folder)
+        for path in tqdm(list_samples(root), desc=f"reading {root.name}", disable=not progress):
+            sample = read_sample(path, root)
+            rows, cols = sample.image.shape
+            if rows < size or cols < size:
+                raise RadiffError(f"{path}: image is {rows}x{cols}, smaller than the model's {size}x{size}")
+            background = None if sample.background is None else centre_crop(sample.background, size)
+            yield centre_crop(sample.image, size), centre_crop(sample.class_mask(), size), background, str(folder)
+    if config.simulate_n:
+        sim = from_dict(SimConfig, config.simulate, where="train.data.simulate")
+        for i in tqdm(range(config.simulate_n), desc="simulating cutouts", disable=not progress):
+            cut = simulate_cutout(sim, derive_seed(config.simulate_seed, i, "simulate"))
+            yield cut.image, cut.class_mask(), cut.background, "simulated"
+
+
+def dihedral(array: Any, code: int) -> Any:
+    """One of the 8 rotations/flips of the last two axes (code 0 is the identity)."""
+    import numpy as np
+
+    out = np.rot90(array, k=code % 4, axes=(-2, -1))
+    return np.flip(out, axis=-1) if code >= 4 else out
 
 
 def mask_prior_arrays(config: DataConfig, size: int) -> dict[str, Any]:
@@ -220,6 +256,13 @@ def _per_sample_generators(seed: int, step: int, stage: str, indices: Sequence[i
     ]
 
 
+def _dihedral_codes(seed: int, step: int, stage: str, positions: Sequence[int]) -> list[int]:
+    """The rotation/flip of each position of the step's global batch (from seed, step and position only)."""
+    from radiff_scale.seeding import derive_seed
+
+    return [derive_seed(seed, step * 1_000_003 + int(i), f"dihedral-{stage}") % 8 for i in positions]
+
+
 def global_batch(seed: int, step: int, stage: str, n: int, batch_size: int) -> Any:
     """The step's global batch: sample indices drawn from (seed, step) only."""
     from radiff_scale.seeding import derive_rng
@@ -283,16 +326,21 @@ def train_loop_per_worker(loop: dict[str, Any]) -> None:
         local = idx[rank * per_worker : (rank + 1) * per_worker]
         positions = range(rank * per_worker, (rank + 1) * per_worker)
         gens = _per_sample_generators(seed, step, stage, positions, "cpu")
-        masks = torch.from_numpy(arrays["masks"][local].astype(np.int64)).to(device)
+        codes = _dihedral_codes(seed, step, stage, positions) if loop["dihedral"] else [0] * len(local)
+
+        def take(name: str) -> Any:
+            return np.stack([dihedral(arrays[name][i], c) for i, c in zip(local, codes)])
+
+        masks = torch.from_numpy(take("masks").astype(np.int64)).to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(autocast)):
             if stage == "ae":
-                images = torch.from_numpy(arrays["images"][local]).unsqueeze(1).to(device)
+                images = torch.from_numpy(take("images")).unsqueeze(1).to(device)
                 loss, logs = ae_loss(wrapped, images, generator=gens)
             elif stage == "ldm":
                 batch = {
-                    "images": torch.from_numpy(arrays["images"][local]).unsqueeze(1).to(device),
+                    "images": torch.from_numpy(take("images")).unsqueeze(1).to(device),
                     "masks": masks,
-                    "backgrounds": torch.from_numpy(arrays["backgrounds"][local]).unsqueeze(1).to(device),
+                    "backgrounds": torch.from_numpy(take("backgrounds")).unsqueeze(1).to(device),
                 }
                 loss, logs = ldm_loss(models, batch, generator=gens)
             else:
@@ -354,7 +402,10 @@ def run_stage(
         raise RadiffError(f"unknown stage {stage!r} (expected one of {', '.join(STAGES)})")
     if workers < 1:
         raise RadiffError(f"--workers must be >= 1, got {workers}")
+    from radiff_scale.data.stretch import stretch_from_dict
+
     train, models_config, resolved = load_train_config(config_path, overrides)
+    stretch = stretch_from_dict(train.stretch)
     stage_cfg: StageConfig = getattr(train, stage)
     if stage_cfg.batch_size % workers:
         raise RadiffError(f"train.{stage}.batch_size {stage_cfg.batch_size} must be divisible by --workers {workers}")
@@ -362,22 +413,26 @@ def run_stage(
     bundle = out / "bundle"
     if stage != "ae" and not (bundle / INDEX).is_file():
         raise RadiffError(f"stage {stage} needs a trained autoencoder in {bundle}: run --stage ae first")
+    if stage == "ldm":  # the U-Net learns the latents of images stretched as the autoencoder saw them
+        from radiff_scale.data.stretch import stretch_for_card
+
+        stretch = stretch_for_card(json.loads((bundle / INDEX).read_text()).get("card") or {})
 
     started = time.perf_counter()
     if stage == "mask":
         if models_config.mask_prior is None:
             raise RadiffError(f"{config_path or 'config'}: mask_prior is null, there is no mask prior to train")
         arrays = mask_prior_arrays(train.data, models_config.mask_prior.mask_size)
-        reference = None
+        counts = {train.data.mask_bank: len(arrays["masks"])}
     else:
-        arrays = build_training_arrays(train.data, progress=progress)
-        reference = arrays.pop("reference")
         size = models_config.autoencoder.image_size
+        arrays = build_training_arrays(train.data, stretch, size, progress=progress)
+        counts = arrays.pop("counts")
         if arrays["images"].shape[-2:] != (size, size):
             got = "x".join(map(str, arrays["images"].shape[-2:]))
             raise RadiffError(
                 f"train.data: training cutouts are {got} but autoencoder.image_size is {size} "
-                "(set train.data.simulate.size, or use 128-pixel models for a dataset)"
+                "(set train.data.simulate.size to the model's image size)"
             )
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.resolved.json").write_text(json.dumps(resolved, indent=2, default=str) + "\n")
@@ -399,7 +454,7 @@ def run_stage(
         "stage": stage, "seed": train.seed, "stage_config": to_dict(stage_cfg),
         "models_config": to_dict(models_config), "data_ref": ray.put(arrays), "bundle": str(bundle),
         "checkpoints": str(checkpoints), "resume_from": str(resume_from) if resume_from else None,
-        "threads": threads, "autocast": train.mixed_precision,
+        "threads": threads, "autocast": train.mixed_precision, "dihedral": train.data.dihedral,
     }
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -435,12 +490,13 @@ def run_stage(
         "steps": meta["step"], "final_loss": meta["metrics"]["loss"], "samples_per_s": meta["metrics"]["samples_per_s"],
         "workers": workers, "gpu": use_gpu, "batch_size": stage_cfg.batch_size, "lr": stage_cfg.lr,
         "seconds": round(time.perf_counter() - started, 1), "commit": _git_commit(), "config": to_dict(stage_cfg),
-        "data": to_dict(train.data), "seed": train.seed,
+        "data": to_dict(train.data), "cutouts": counts, "seed": train.seed,
     }
     card = dict(models.card)
     card.setdefault("stages", {})[stage] = entry
-    if reference is not None:
-        card["preprocess_reference"] = reference
+    if stage != "mask":
+        card["stretch"] = stretch.to_card()
+        card.pop("preprocess_reference", None)  # the published chain's; this bundle uses the stretch above
     card["made_by"] = "radiff-scale train (jobs/train.py, Ray Train TorchTrainer)"
     models.card = card
     tmp = out / f".bundle.{uuid.uuid4().hex}"
