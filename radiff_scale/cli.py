@@ -83,6 +83,50 @@ def _run_validate_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_annotate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "annotate",
+        help="segment real FITS radio images into a labelled Survey-Collection dataset",
+        description=(
+            "Find the objects of real radio images (islands above --island-sigma x rms holding a pixel above "
+            "--seed-sigma x rms, nearby islands grouped into one object), label them compact or extended by a "
+            "documented rule, and write cutouts with one mask per object and a background image "
+            "(docs/annotate.md). Large maps are tiled; cutouts of about --cutout pixels give one cutout."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="FITS files (.fits, .fits.gz, .fit) or folders of them")
+    p.add_argument("--out", required=True, help="dataset folder (new, empty, or written by an earlier annotate run)")
+    p.add_argument("--island-sigma", type=float, default=3.0, help="island threshold in robust rms (default 3)")
+    p.add_argument("--seed-sigma", type=float, default=5.0, help="an island needs one pixel above this many rms (default 5)")
+    p.add_argument("--cutout", type=_positive_int, default=128, help="output image size in pixels (default 128)")
+    p.add_argument("--overlap", type=int, default=32, help="overlap in pixels of the tiles of large maps (default 32)")
+    p.add_argument("--group-gap", type=float, default=1.5, help="islands at most this many beam FWHM apart form one object (default 1.5)")
+    p.add_argument("--compact-beams", type=float, default=3.0, help="largest excess area, in beams, of a compact object (default 3)")
+    p.add_argument("--deblend", action="store_true", help="split islands with photutils deblend_sources (off: it splits lobes and jets)")
+    p.add_argument("--beam", default=None, metavar="BMAJ[,BMIN[,BPA]]", help="beam in arcsec/deg for files without BMAJ/BMIN")
+    p.add_argument("--pixel-scale", type=float, default=None, metavar="ARCSEC", help="pixel size for files without a celestial WCS or CDELT")
+    p.add_argument("--include-names", default=None, metavar="FILE", help="only inputs whose file names are listed (one per line, # comments)")
+    p.add_argument("--exclude-names", default=None, metavar="FILE", help="skip inputs whose file names are listed (e.g. configs/first-holdout.txt)")
+    p.add_argument("--spurious-names", default=None, metavar="FILE", help="inputs whose objects are all spurious")
+    p.add_argument("--seed", type=int, default=0, help="seed of the background images' noise (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_annotate)
+
+
+def _run_annotate(args: argparse.Namespace) -> int:
+    from radiff_scale.data.annotate import AnnotateConfig, annotate, parse_beam
+
+    config = AnnotateConfig(
+        island_sigma=args.island_sigma, seed_sigma=args.seed_sigma, cutout=args.cutout, overlap=args.overlap,
+        group_gap=args.group_gap, deblend=args.deblend, compact_beams=args.compact_beams,
+        beam=parse_beam(args.beam) if args.beam else None, pixel_scale=args.pixel_scale,
+        include_names=args.include_names, exclude_names=args.exclude_names, spurious_names=args.spurious_names,
+        seed=args.seed,
+    )
+    print(annotate(args.inputs, args.out, config, quiet=args.quiet).describe())
+    return 0
+
+
 @dataclass(frozen=True)
 class JobCommand:
     """A subcommand backed by a module of jobs/ with ``add_arguments`` and ``run_from_args``;
@@ -130,6 +174,14 @@ JOB_COMMANDS = (
         "instead of sampling a tile per object (see docs/tile-bank.md for the trade-off).",
     ),
     JobCommand(
+        "sample", "jobs.sample",
+        "real masks -> synthetic images: one generated image per given mask, written as a dataset",
+        "Generate one image per class mask of a Survey-Collection dataset or an .npz with the diffusion model "
+        "(on the map job's pool of sampler actors), conditioned on each sample's own background, windows of a "
+        "FITS map or the null background, and write them as a Survey-Collection dataset whose annotations are "
+        "the given masks, plus sample.json (see docs/sample.md).",
+    ),
+    JobCommand(
         "demo", "jobs.make_map",
         "make a 4096x4096 demo map with the shipped model (2 CPUs, a few minutes)",
         "Make a 4096x4096 map of synthetic beam-correlated noise populated by objects generated with the "
@@ -142,6 +194,7 @@ JOB_COMMANDS = (
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_simulate_dataset,
     _add_validate_dataset,
+    _add_annotate,
     *(command.add for command in JOB_COMMANDS),
 )
 
