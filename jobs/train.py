@@ -130,8 +130,8 @@ def build_training_arrays(config: DataConfig, stretch: Any, size: int, progress:
 
     from radiff_scale.data.stretch import background_stats
 
-    images, masks, backgrounds, sources = [], [], [], []
-    for image, mask, background, source in _cutouts(config, size, progress):
+    images, masks, backgrounds, sources, beams = [], [], [], [], {}
+    for image, mask, background, source, ppb in _cutouts(config, size, progress):
         try:
             centre, _ = background_stats(image)
             encoded = stretch.encode(image)
@@ -147,6 +147,8 @@ def build_training_arrays(config: DataConfig, stretch: Any, size: int, progress:
         masks.append(mask)
         backgrounds.append(encoded_background)
         sources.append(source)
+        if ppb is not None:
+            beams.setdefault(source, []).append(ppb)
     if not images:
         raise RadiffError("no usable training cutouts (every cutout was constant)")
     counts = {name: sources.count(name) for name in dict.fromkeys(sources)}
@@ -155,11 +157,13 @@ def build_training_arrays(config: DataConfig, stretch: Any, size: int, progress:
         "masks": np.stack(masks).astype(np.uint8),
         "backgrounds": np.stack(backgrounds).astype(np.float32),
         "counts": counts,
+        # What the model learned a beam to be, per source: docs/models.md (pixels per beam).
+        "pixels_per_beam": {name: round(float(np.median(v)), 3) for name, v in beams.items()},
     }
 
 
 def _cutouts(config: DataConfig, size: int, progress: bool):
-    """(image, class mask, background or None, source name) per training cutout."""
+    """(image, class mask, background or None, source name, beam FWHM in pixels or None) per training cutout."""
     import numpy as np
     from tqdm import tqdm
 
@@ -177,12 +181,15 @@ def _cutouts(config: DataConfig, size: int, progress: bool):
             if rows < size or cols < size:
                 raise RadiffError(f"{path}: image is {rows}x{cols}, smaller than the model's {size}x{size}")
             background = None if sample.background is None else centre_crop(sample.background, size)
-            yield centre_crop(sample.image, size), centre_crop(sample.class_mask(), size), background, str(folder)
+            ppb = sample.meta.get("pixels_per_beam")
+            ppb = float(ppb) if isinstance(ppb, (int, float)) and not isinstance(ppb, bool) else None
+            yield centre_crop(sample.image, size), centre_crop(sample.class_mask(), size), background, str(folder), ppb
     if config.simulate_n:
         sim = from_dict(SimConfig, config.simulate, where="train.data.simulate")
+        ppb = (sim.bmaj_arcsec * sim.bmin_arcsec) ** 0.5 / sim.pixel_scale_arcsec
         for i in tqdm(range(config.simulate_n), desc="simulating cutouts", disable=not progress):
             cut = simulate_cutout(sim, derive_seed(config.simulate_seed, i, "simulate"))
-            yield cut.image, cut.class_mask(), cut.background, "simulated"
+            yield cut.image, cut.class_mask(), cut.background, "simulated", ppb
 
 
 def dihedral(array: Any, code: int) -> Any:
@@ -423,11 +430,12 @@ def run_stage(
         if models_config.mask_prior is None:
             raise RadiffError(f"{config_path or 'config'}: mask_prior is null, there is no mask prior to train")
         arrays = mask_prior_arrays(train.data, models_config.mask_prior.mask_size)
-        counts = {train.data.mask_bank: len(arrays["masks"])}
+        counts, beams = {train.data.mask_bank: len(arrays["masks"])}, {}
     else:
         size = models_config.autoencoder.image_size
         arrays = build_training_arrays(train.data, stretch, size, progress=progress)
         counts = arrays.pop("counts")
+        beams = arrays.pop("pixels_per_beam")
         if arrays["images"].shape[-2:] != (size, size):
             got = "x".join(map(str, arrays["images"].shape[-2:]))
             raise RadiffError(
@@ -490,7 +498,7 @@ def run_stage(
         "steps": meta["step"], "final_loss": meta["metrics"]["loss"], "samples_per_s": meta["metrics"]["samples_per_s"],
         "workers": workers, "gpu": use_gpu, "batch_size": stage_cfg.batch_size, "lr": stage_cfg.lr,
         "seconds": round(time.perf_counter() - started, 1), "commit": _git_commit(), "config": to_dict(stage_cfg),
-        "data": to_dict(train.data), "cutouts": counts, "seed": train.seed,
+        "data": to_dict(train.data), "cutouts": counts, "pixels_per_beam": beams, "seed": train.seed,
     }
     card = dict(models.card)
     card.setdefault("stages", {})[stage] = entry

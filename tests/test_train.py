@@ -141,6 +141,7 @@ def test_every_stage_lands_in_one_loadable_bundle(two_worker_run: dict[str, Any]
         assert two_worker_run["entries"][stage]["steps"] == STEPS
     assert models.card["stretch"]["kind"] == "asinh_sigma" and "preprocess_reference" not in models.card
     assert models.card["stages"]["ae"]["cutouts"] == {"simulated": 8}
+    assert models.card["stages"]["ae"]["pixels_per_beam"]["simulated"] == pytest.approx((9.8 * 5.8) ** 0.5 / 1.5, abs=1e-3)
     assert json.loads((out / "config.resolved.json").read_text())["train"]["ae"]["steps"] == STEPS
 
 
@@ -348,3 +349,44 @@ def test_missing_config_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixt
     missing = tmp_path / "nope.yaml"
     assert train_main(["--config", str(missing), "--stage", "ae", "--out", str(tmp_path / "run")]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_dihedral_views_are_the_eight_symmetries_and_depend_only_on_seed_step_and_position() -> None:
+    import numpy as np
+
+    from jobs.train import _dihedral_codes, dihedral
+
+    image = np.arange(12.0).reshape(3, 4)
+    views = [dihedral(image, code) for code in range(8)]
+    assert np.array_equal(views[0], image)
+    assert len({v.tobytes() + bytes(v.shape) for v in views}) == 8  # all different
+    for code, view in enumerate(views):  # each is a rotation/flip, so it holds the same pixels
+        assert sorted(view.ravel()) == sorted(image.ravel()), code
+    codes = _dihedral_codes(0, 5, "ldm", range(16))
+    assert codes == _dihedral_codes(0, 5, "ldm", range(16)) and set(codes) <= set(range(8))
+    assert codes[8:] == _dihedral_codes(0, 5, "ldm", range(8, 16))  # a worker's half of the batch
+    assert codes != _dihedral_codes(0, 6, "ldm", range(16))
+
+
+def test_training_arrays_from_a_dataset_without_backgrounds_hide_the_objects(tmp_path: Path) -> None:
+    """A cutout without a stored background is conditioned on itself with its objects set to the
+    background level, never on itself whole (the condition would hand the model its answer)."""
+    import numpy as np
+
+    from jobs.train import DataConfig, build_training_arrays
+    from radiff_scale.classes import SourceClass
+    from radiff_scale.data.sc_format import AnnotatedObject, Sample, write_sample
+    from radiff_scale.data.stretch import AsinhStretch
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(0.0, 1e-4, (40, 40)).astype(np.float32)
+    image[18:22, 18:22] += 5e-2
+    mask = np.zeros((40, 40), bool)
+    mask[17:23, 17:23] = True
+    write_sample(tmp_path / "ds", Sample("a", image, [AnnotatedObject(SourceClass.COMPACT, mask)]))
+    arrays = build_training_arrays(DataConfig(datasets=[str(tmp_path / "ds")], simulate_n=0), AsinhStretch(), 32,
+                                   progress=False)
+    assert arrays["images"].shape == (1, 32, 32) and arrays["counts"] == {str(tmp_path / "ds"): 1}
+    assert arrays["masks"][0].max() == int(SourceClass.COMPACT)
+    assert arrays["images"][0].max() > 0.8  # the 500-sigma source
+    assert arrays["backgrounds"][0].max() < 0.5  # only noise is left in the condition
