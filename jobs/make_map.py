@@ -81,11 +81,12 @@ def resolve_model_dir(model: str) -> Path:
 
 
 def read_index(model_dir: Path) -> dict[str, Any]:
-    """A bundle's index (components, schedule, card): cheap, no weights are read on the driver."""
-    try:
-        return dict(json.loads((model_dir / INDEX).read_text()))
-    except (OSError, ValueError) as exc:
-        raise RadiffError(f"{model_dir / INDEX}: cannot read the model bundle index ({exc})") from None
+    """A bundle's index (components, schedule, card), after every check loading would make
+    (config, safetensors header, each tensor's shape) without reading a weight: a broken
+    bundle is one line here, on the driver, not a crash in every actor."""
+    from radiff_scale.models.io import check_bundle
+
+    return check_bundle(model_dir)
 
 
 def _bar(progress: bool, total: int, desc: str, unit: str):

@@ -260,3 +260,28 @@ def test_a_bundle_that_cannot_map_tiles_to_flux_is_refused_before_any_work(
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no stretch" in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["pickle", "architecture"])
+def test_a_broken_bundle_is_one_line_on_the_driver_before_any_actor_starts(
+    tmp_path: Path, capsys, tiny_bundle: Path, damage: str
+) -> None:
+    """A pickle renamed model.safetensors, or weights of another architecture, used to kill every
+    sampler actor and reach the user as a traceback with a half-made run folder."""
+    import pickle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    weights = bundle / "unet" / "model.safetensors"
+    if damage == "pickle":
+        weights.write_bytes(pickle.dumps({"unet": [1.0, 2.0]}))
+    else:
+        config = json.loads((bundle / "unet" / "config.json").read_text())
+        config["base_channels"] = 2 * config["base_channels"]
+        (bundle / "unet" / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "x"
+    assert make_map_main(["--out", str(out), "--size", "512", "--set", f"model={bundle}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err and "unet" in err, err
+    assert ("not a readable safetensors file" if damage == "pickle" else "shape") in err, err
+    assert not out.exists()

@@ -77,6 +77,24 @@ def _shape(shape: Any) -> str:
     return str(tuple(int(s) for s in shape))
 
 
+def _open_error(path: Path, exc: BaseException) -> RadiffError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return RadiffError(f"{path}: not a readable safetensors file ({first})")
+
+
+def _check_shapes(path: Path, expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> None:
+    """Refuse weights that do not fit the architecture, naming the first tensor that does not."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing:
+        raise RadiffError(f"{path}: parameter {missing[0]} is missing ({len(missing)} missing in all); wrong architecture?")
+    if unexpected:
+        raise RadiffError(f"{path}: unexpected parameter {unexpected[0]} ({len(unexpected)} in all); wrong architecture?")
+    for name, shape in found.items():
+        if tuple(shape) != tuple(expected[name]):
+            raise RadiffError(f"{path}: parameter {name} has shape {_shape(shape)}, expected {_shape(expected[name])}")
+
+
 def load_state(module: nn.Module, path: str | Path) -> None:
     """Load safetensors weights into ``module``; any mismatch is a RadiffError naming the file and tensor."""
     from safetensors import SafetensorError
@@ -88,21 +106,34 @@ def load_state(module: nn.Module, path: str | Path) -> None:
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RadiffError(f"{path}: not a readable safetensors file ({first})") from None
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing:
-        raise RadiffError(f"{path}: parameter {missing[0]} is missing ({len(missing)} missing in all); wrong architecture?")
-    if unexpected:
-        raise RadiffError(f"{path}: unexpected parameter {unexpected[0]} ({len(unexpected)} in all); wrong architecture?")
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            raise RadiffError(
-                f"{path}: parameter {name} has shape {_shape(tensor.shape)}, expected {_shape(expected[name].shape)}"
-            )
+        raise _open_error(path, exc) from None
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    _check_shapes(path, expected, {k: tuple(v.shape) for k, v in state.items()})
     module.load_state_dict(state)
+
+
+def check_component(kind: str, directory: str | Path) -> None:
+    """What :func:`load_module` would refuse, found without reading a weight: the config, the
+    safetensors header and every tensor's name and shape against the architecture (built on
+    torch's meta device, so a 400M-parameter U-Net costs no memory). The map job calls this on
+    the driver, so a broken bundle is one line before any actor starts."""
+    from safetensors import SafetensorError, safe_open
+
+    config_cls, module_cls = _COMPONENTS[kind]
+    directory = Path(directory)
+    config_path = directory / CONFIG
+    config = from_dict(config_cls, _read_json(config_path), where=str(config_path))
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise RadiffError(f"{weights}: missing")
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            found = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _open_error(weights, exc) from None
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in module_cls(config).state_dict().items()}
+    _check_shapes(weights, expected, found)
 
 
 def load_module(kind: str, directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -114,6 +145,39 @@ def load_module(kind: str, directory: str | Path, device: str | torch.device = "
     module = module_cls(config)
     load_state(module, directory / WEIGHTS)
     return module.to(device).eval()
+
+
+def read_bundle_index(directory: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """A bundle's index and its component names, checked (format, version, known components,
+    the two that every bundle needs); reads no weights."""
+    directory = Path(directory)
+    index_path = directory / INDEX
+    if not directory.is_dir():
+        raise RadiffError(f"{directory}: not a directory (expected a model bundle)")
+    if not index_path.is_file():
+        raise RadiffError(f"{directory}: not a model bundle ({INDEX} missing)")
+    index = _read_json(index_path)
+    if index.get("format") != FORMAT:
+        raise RadiffError(f"{index_path}: format is {index.get('format')!r}, expected {FORMAT!r}")
+    if index.get("version") != VERSION:
+        raise RadiffError(f"{index_path}: bundle version {index.get('version')!r} is not supported (expected {VERSION})")
+    components = index.get("components", [])
+    unknown = sorted(set(components) - set(_COMPONENTS)) if isinstance(components, list) else ["?"]
+    if unknown:
+        raise RadiffError(f"{index_path}: unknown component(s) {', '.join(map(str, unknown))}")
+    for required in ("autoencoder", "unet"):
+        if required not in components:
+            raise RadiffError(f"{index_path}: component {required!r} missing")
+    return index, list(components)
+
+
+def check_bundle(directory: str | Path) -> dict[str, Any]:
+    """Every check :meth:`RadiffModels.load` makes, without reading a weight; returns the index."""
+    directory = Path(directory)
+    index, components = read_bundle_index(directory)
+    for name in components:
+        check_component(name, directory / name)
+    return index
 
 
 @dataclass
@@ -189,23 +253,8 @@ class RadiffModels:
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "RadiffModels":
         """Read a bundle folder written by :meth:`save`; models come back in eval mode on ``device``."""
         directory = Path(directory)
+        index, components = read_bundle_index(directory)
         index_path = directory / INDEX
-        if not directory.is_dir():
-            raise RadiffError(f"{directory}: not a directory (expected a model bundle)")
-        if not index_path.is_file():
-            raise RadiffError(f"{directory}: not a model bundle ({INDEX} missing)")
-        index = _read_json(index_path)
-        if index.get("format") != FORMAT:
-            raise RadiffError(f"{index_path}: format is {index.get('format')!r}, expected {FORMAT!r}")
-        if index.get("version") != VERSION:
-            raise RadiffError(f"{index_path}: bundle version {index.get('version')!r} is not supported (expected {VERSION})")
-        components = index.get("components", [])
-        unknown = sorted(set(components) - set(_COMPONENTS)) if isinstance(components, list) else ["?"]
-        if unknown:
-            raise RadiffError(f"{index_path}: unknown component(s) {', '.join(map(str, unknown))}")
-        for required in ("autoencoder", "unet"):
-            if required not in components:
-                raise RadiffError(f"{index_path}: component {required!r} missing")
         schedule = from_dict(ScheduleConfig, index.get("schedule") or {}, where=f"{index_path}:schedule")
         modules = {name: load_module(name, directory / name, device) for name in components}
         models = cls(
