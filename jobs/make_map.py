@@ -462,14 +462,15 @@ def run_make_map(
         identity["positions"] = {"rows": len(given), "sha256": given.fingerprint()}
     out = Path(out)
     preflight_disk(out, geometry.shape)
-    run = prepare_run_dir(out, identity, resume=resume, overwrite=overwrite)
-    if run.manifest.exists():
-        run.manifest.unlink()  # a resumed run is not complete until its new manifest is written
-
+    # The noise map before the run folder: a background with no usable pixels is refused
+    # without leaving a spec.json behind (the same command would then be "not empty").
     t = log.start()
     if sigma is None:
         sigma = sigma_map(source)
     log.timed("sigma_map", t)
+    run = prepare_run_dir(out, identity, resume=resume, overwrite=overwrite)
+    if run.manifest.exists():
+        run.manifest.unlink()  # a resumed run is not complete until its new manifest is written
 
     from actors._worker import release_free_memory
     from jobs._entry import connect_ray
@@ -593,6 +594,8 @@ def spec_from_args(args: argparse.Namespace, demo: bool = False) -> MapSpec:
     from radiff_scale.config import load_config, parse_override
 
     overrides: dict[str, Any] = {}
+    if not demo and args.size is not None and args.background is not None:
+        raise RadiffError("--size and --background exclude each other: a background map sets the map's size")
     if not demo:
         overrides.update(dict(parse_override(o) for o in args.overrides))
         for name in ("size", "background", "seed", "tiles", "masks"):

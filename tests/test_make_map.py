@@ -285,3 +285,33 @@ def test_a_broken_bundle_is_one_line_on_the_driver_before_any_actor_starts(
     assert "\n" not in err and "Traceback" not in err and "unet" in err, err
     assert ("not a readable safetensors file" if damage == "pickle" else "shape") in err, err
     assert not out.exists()
+
+
+def _zero_background(path: Path) -> Path:
+    h = fits.Header()
+    h["CTYPE1"], h["CRPIX1"], h["CRVAL1"], h["CDELT1"] = "RA---SIN", 32.0, 150.0, -1.5 / 3600
+    h["CTYPE2"], h["CRPIX2"], h["CRVAL2"], h["CDELT2"] = "DEC--SIN", 32.0, 2.0, 1.5 / 3600
+    h["BMAJ"], h["BMIN"], h["BPA"] = 6.5 / 3600, 6.5 / 3600, 0.0
+    fits.PrimaryHDU(np.zeros((256, 256), np.float32), header=h).writeto(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda t: ["--size", "512", "--background", str(_zero_background(t / "bg.fits"))], "exclude each other"),
+        (lambda t: ["--size", "512", "--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
+        (lambda t: ["--size", "512", "--resume"], "nothing to --resume"),
+        (lambda t: ["--background", str(_zero_background(t / "bg.fits"))], "no usable pixels"),
+    ],
+)
+def test_contradictory_options_and_an_empty_background_leave_nothing_behind(
+    tmp_path: Path, capsys, tiny_bundle: Path, make_args, message: str
+) -> None:
+    """Each used to be silent (--size ignored, --resume starting afresh) or refused only after
+    spec.json and work/ were written, so that the same command was then refused as 'not empty'."""
+    out = tmp_path / "out"
+    assert make_map_main(["--out", str(out), "--quiet", "--set", f"model={tiny_bundle}", *make_args(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err, err
+    assert not out.exists()

@@ -103,7 +103,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def prepare_run_dir(out: str | Path, identity: dict[str, Any], resume: bool, overwrite: bool) -> RunDir:
     """Create or reopen ``out`` for a run of ``identity``; refuse anything ambiguous.
 
-    - new or empty folder: a fresh run;
+    - new or empty folder: a fresh run (but ``resume`` there is a user error: nothing to finish);
     - ``resume``: the folder must hold a run of the *same* identity (else a user error);
     - ``overwrite``: whatever is there is removed first (only folders that look like
       one of our runs, so a typo cannot wipe a home folder);
@@ -111,9 +111,13 @@ def prepare_run_dir(out: str | Path, identity: dict[str, Any], resume: bool, ove
     """
     root = Path(out)
     run = RunDir(root)
+    if resume and overwrite:
+        raise RadiffError("--resume and --overwrite exclude each other: finish the run in the folder, or replace it")
     if root.exists() and not root.is_dir():
         raise RadiffError(f"output {root} exists and is not a folder")
     exists = root.is_dir() and any(root.iterdir())
+    if resume and not exists:
+        raise RadiffError(f"nothing to --resume in {root}: no run there (leave out --resume to start one)")
     if exists and overwrite:
         if not run.spec.is_file():
             raise RadiffError(f"refusing to --overwrite {root}: it is not a radiff-scale run folder (no spec.json)")
