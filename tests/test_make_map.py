@@ -315,3 +315,15 @@ def test_contradictory_options_and_an_empty_background_leave_nothing_behind(
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_a_truncated_background_is_one_line_without_astropy_warnings(tmp_path: Path, capsys) -> None:
+    path = _zero_background(tmp_path / "bg.fits")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    assert make_map_main(["--out", str(out), "--quiet", "--background", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "truncated" in captured.err and captured.err.strip().count("\n") == 0, captured.err
+    assert "WARNING" not in captured.out + captured.err
+    assert not out.exists()

@@ -155,7 +155,12 @@ def open_fits(path: str | Path, **kwargs: object) -> fits.HDUList:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", VerifyWarning)
+            # astropy only warns (once per open, and we open a map a few times) about a file
+            # shorter than its header says; that is the user's broken file: one line, once.
+            warnings.filterwarnings("error", message=".*may have been truncated.*")
             return fits.open(path, memmap=True, **kwargs)
+    except UserWarning:
+        raise RadiffError(f"{path}: the file is shorter than its header says (truncated FITS?)") from None
     except (OSError, ValueError) as exc:
         raise RadiffError(f"{path}: cannot read as FITS ({exc})") from None
 
