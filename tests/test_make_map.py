@@ -327,3 +327,12 @@ def test_a_truncated_background_is_one_line_without_astropy_warnings(tmp_path: P
     assert "truncated" in captured.err and captured.err.strip().count("\n") == 0, captured.err
     assert "WARNING" not in captured.out + captured.err
     assert not out.exists()
+
+
+def test_an_output_path_under_a_file_is_one_line(tmp_path: Path, capsys, tiny_bundle: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    out = tmp_path / "notes.txt" / "map"
+    assert make_map_main(["--out", str(out), "--quiet", "--size", "512", "--set", f"model={tiny_bundle}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file, not a folder" in err and "\n" not in err and "Traceback" not in err, err
+    assert (tmp_path / "notes.txt").read_text() == "mine"

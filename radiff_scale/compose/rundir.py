@@ -138,7 +138,13 @@ def prepare_run_dir(out: str | Path, identity: dict[str, Any], resume: bool, ove
                 "use --overwrite or a new folder"
             )
         return run
-    root.mkdir(parents=True, exist_ok=True)
-    run.work.mkdir(exist_ok=True)
-    write_json_atomic(run.spec, identity)
+    created = not root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        run.work.mkdir(exist_ok=True)
+        write_json_atomic(run.spec, identity)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+        raise RadiffError(f"cannot write the output folder {root}: {exc.strerror or exc}") from None
     return run

@@ -9,6 +9,7 @@ change the output bytes are the run's *identity* (see :meth:`MapSpec.identity`):
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,10 @@ def preflight_disk(out: Path, shape: tuple[int, int]) -> int:
     probe = out
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise RadiffError(f"cannot create {out}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RadiffError(f"cannot write {out}: no write permission in {probe}")
     free = shutil.disk_usage(probe).free
     if need > free:
         raise RadiffError(
