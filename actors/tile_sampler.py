@@ -23,6 +23,9 @@ class SamplerSettings:
     guidance_background: float
     eta: float
     gpu_precision: str = "fp32"
+    #: Map pixels per beam / model pixels per beam: masks and backgrounds are resampled by
+    #: 1 / zoom before sampling and tiles by zoom after (radiff_scale/compose/resample.py).
+    zoom: float = 1.0
 
 
 class TileSampler:
@@ -52,15 +55,19 @@ class TileSampler:
     ) -> tuple[int, np.ndarray]:
         """Tiles of one batch. ``settings`` overrides the actor's own for this call: it travels
         with the call, so a call Ray retries on a restarted actor keeps them."""
+        from radiff_scale.compose.resample import images_to_model, masks_to_model, tiles_to_map
         from radiff_scale.diffusion.sampling import sample_tiles
 
         s = settings or self.settings
+        if s.zoom != 1.0:
+            masks = masks_to_model(masks, s.zoom)
+            backgrounds = None if backgrounds is None else images_to_model(backgrounds, s.zoom)
         tiles = sample_tiles(
             self.models, masks, backgrounds, seeds, steps=s.steps,
             guidance=(s.guidance_mask, s.guidance_background), sampler=s.name, eta=s.eta,
             precision=self._precision(s),
         )
-        return batch, tiles
+        return batch, tiles if s.zoom == 1.0 else tiles_to_map(tiles, s.zoom)
 
     def sample_masks(self, batch: int, seeds: list[int], settings: SamplerSettings | None = None) -> tuple[int, np.ndarray]:
         """Masks invented by the bundle's mask prior for one batch of seeds (uint8 class ids)."""

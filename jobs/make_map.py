@@ -169,7 +169,7 @@ class _PlannedBatches:
 
 def sample_tiles_stage(
     spec: MapSpec, run, planned, records: list[dict], source, model_dir: Path | None, use_gpu: bool, progress: bool,
-    log: StageLog, stretch, tile_bank=None,
+    log: StageLog, stretch, zoom: float = 1.0, tile_bank=None,
 ) -> None:
     """One tile per placed object into run.tiles: sampled on actors, or copied from a tile bank."""
     from radiff_scale.compose import tile_store
@@ -190,7 +190,7 @@ def sample_tiles_stage(
             from actors.tile_sampler import SamplerSettings
 
             s = spec.sampler
-            settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta, s.gpu_precision)
+            settings = SamplerSettings(s.name, s.steps, s.guidance_mask, s.guidance_background, s.eta, s.gpu_precision, zoom)
             counts = sample_to_store(
                 str(model_dir), settings, _PlannedBatches(records, planned.masks, source, b, stretch), run.tiles,
                 spec.workers, use_gpu=use_gpu, on_batch=lambda _batch, k: bar.update(k),
@@ -288,6 +288,13 @@ def stamp_batch_size(spec: MapSpec) -> int:
     """Ranks per stamp batch: whole tile batches (its tiles are whole tile-store chunks), >= STAMP_BATCH_MIN."""
     b = spec.sampler.batch_size
     return b * max(1, -(-STAMP_BATCH_MIN // b))
+
+
+def model_zoom(card: dict, geometry) -> float:
+    """Map pixels per beam over the model's (1 for bundles that do not record theirs)."""
+    from radiff_scale.compose.resample import pixels_per_beam, zoom_factor
+
+    return zoom_factor(pixels_per_beam(geometry.beam, geometry.pixel_scale_arcsec), card.get("pixels_per_beam"))
 
 
 def card_stretch(card: dict):
@@ -451,6 +458,11 @@ def run_make_map(
     card = dict(index.get("card") or {}) if index is not None else tile_bank.card
     stretch = card_stretch(card)
     geometry, source, sigma = _geometry_and_background(spec)
+    zoom = model_zoom(card, geometry) if tile_bank is None else 1.0
+    if zoom != 1.0:
+        print(f"tiles: the model works at {card['pixels_per_beam']:.2f} pixels per beam, the map has "
+              f"{zoom * card['pixels_per_beam']:.2f}: each tile is sampled at the model's scale and resampled "
+              f"by {zoom:.3f}", file=sys.stderr)
     check_mask_prior(spec, model_dir, index)
     bank = _mask_bank(spec) if tile_bank is None else tile_bank  # a bank's masks come with its tiles
     if tile_bank is not None:  # never silent: reused tiles are a different product
@@ -500,7 +512,7 @@ def run_make_map(
     for record, footprint in zip(records, planned.masks.footprints):
         record[FOOTPRINT] = (footprint.row0, footprint.col0, footprint.crop)
     t = log.start()
-    sample_tiles_stage(spec, run, planned, records, source, model_dir, use_gpu, progress, log, stretch, tile_bank)
+    sample_tiles_stage(spec, run, planned, records, source, model_dir, use_gpu, progress, log, stretch, zoom, tile_bank)
     log.timed("tiles", t)
     t = log.start()
     stamps_stage(spec, run, records, geometry, stretch, progress, log)
@@ -526,7 +538,7 @@ def run_make_map(
                      "freq_hz": geometry.freq_hz, "beam_arcsec_deg": [geometry.beam.bmaj_arcsec,
                      geometry.beam.bmin_arcsec, geometry.beam.bpa_deg]},
         "model": {"path": str(model_dir if tile_bank is None else tile_bank.meta.model), "card": card},
-        "tiles": {"source": "model"} if tile_bank is None else {"source": "bank", **tile_bank.describe()},
+        "tiles": {"source": "model", "zoom": zoom} if tile_bank is None else {"source": "bank", **tile_bank.describe()},
         "resumed": bool(resume),
         "versions": _versions(),
         "seconds": log.seconds,

@@ -316,6 +316,23 @@ def _header(item: MaskItem, background: Background) -> dict[str, Any]:
     return header
 
 
+def tile_zoom(headers: list[dict[str, Any]], card: dict[str, Any]) -> float:
+    """The one zoom of the run: the output images' pixels per beam over the model's (tiles are
+    sampled at the model's scale and resampled, radiff_scale/compose/resample.py). Masks of
+    different pixels per beam in one run are a user error: each needs its own zoom."""
+    from radiff_scale.beam import Beam
+    from radiff_scale.compose.resample import pixels_per_beam, zoom_factor
+
+    zooms = set()
+    for h in headers:
+        beam = Beam(float(h["BMAJ"]) * 3600.0, float(h["BMIN"]) * 3600.0, float(h.get("BPA", 0.0)))
+        zooms.add(round(zoom_factor(pixels_per_beam(beam, abs(float(h["CDELT2"])) * 3600.0),
+                                    card.get("pixels_per_beam")), 6))
+    if len(zooms) > 1:
+        raise RadiffError(f"the masks come with {len(zooms)} different pixels per beam; sample each beam separately")
+    return zooms.pop() if zooms else 1.0
+
+
 def _name(i: int, n: int) -> str:
     return f"syn{i:0{max(5, len(str(n - 1)))}d}"
 
@@ -357,8 +374,9 @@ def run_sample(
     from radiff_scale.config import to_dict
     from radiff_scale.data.sc_format import AnnotatedObject, Sample, write_sample
 
+    zoom = tile_zoom([_header(it, bg) for it, bg in zip(items, backgrounds)], card)
     settings = SamplerSettings(sampler.name, sampler.steps, sampler.guidance_mask, sampler.guidance_background,
-                               sampler.eta, sampler.gpu_precision)
+                               sampler.eta, sampler.gpu_precision, zoom)
     sampler_record = to_dict(sampler)
     model_record = {"path": str(model_dir), "commit": model_commit(card), "stretch": stretch.to_card()}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -414,6 +432,7 @@ def run_sample(
             "sampler": sampler_record,
             "seed": seed,
             "seed_purpose": TILE_PURPOSE,
+            "tile_zoom": zoom,
             "workers": workers,
             "actors": counts.actors,
             "gpu": use_gpu,

@@ -159,6 +159,8 @@ def build_training_arrays(config: DataConfig, stretch: Any, size: int, progress:
         "counts": counts,
         # What the model learned a beam to be, per source: docs/models.md (pixels per beam).
         "pixels_per_beam": {name: round(float(np.median(v)), 3) for name, v in beams.items()},
+        # The scale the model works at: the median over all cutouts (map jobs resample to and from it).
+        "model_pixels_per_beam": round(float(np.median([x for v in beams.values() for x in v])), 3) if beams else None,
     }
 
 
@@ -430,12 +432,13 @@ def run_stage(
         if models_config.mask_prior is None:
             raise RadiffError(f"{config_path or 'config'}: mask_prior is null, there is no mask prior to train")
         arrays = mask_prior_arrays(train.data, models_config.mask_prior.mask_size)
-        counts, beams = {train.data.mask_bank: len(arrays["masks"])}, {}
+        counts, beams, native_beam = {train.data.mask_bank: len(arrays["masks"])}, {}, None
     else:
         size = models_config.autoencoder.image_size
         arrays = build_training_arrays(train.data, stretch, size, progress=progress)
         counts = arrays.pop("counts")
         beams = arrays.pop("pixels_per_beam")
+        native_beam = arrays.pop("model_pixels_per_beam")
         if arrays["images"].shape[-2:] != (size, size):
             got = "x".join(map(str, arrays["images"].shape[-2:]))
             raise RadiffError(
@@ -504,6 +507,8 @@ def run_stage(
     card.setdefault("stages", {})[stage] = entry
     if stage != "mask":
         card["stretch"] = stretch.to_card()
+        if native_beam is not None:
+            card["pixels_per_beam"] = native_beam
         card.pop("preprocess_reference", None)  # the published chain's; this bundle uses the stretch above
     card["made_by"] = "radiff-scale train (jobs/train.py, Ray Train TorchTrainer)"
     models.card = card

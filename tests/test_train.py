@@ -142,6 +142,7 @@ def test_every_stage_lands_in_one_loadable_bundle(two_worker_run: dict[str, Any]
     assert models.card["stretch"]["kind"] == "asinh_sigma" and "preprocess_reference" not in models.card
     assert models.card["stages"]["ae"]["cutouts"] == {"simulated": 8}
     assert models.card["stages"]["ae"]["pixels_per_beam"]["simulated"] == pytest.approx((9.8 * 5.8) ** 0.5 / 1.5, abs=1e-3)
+    assert models.card["pixels_per_beam"] == pytest.approx((9.8 * 5.8) ** 0.5 / 1.5, abs=1e-3)
     assert json.loads((out / "config.resolved.json").read_text())["train"]["ae"]["steps"] == STEPS
 
 
