@@ -51,7 +51,8 @@ def _inputs(models: RadiffModels, n: int = 2, seed: int = 0):
 @pytest.mark.parametrize("name", ["demo", "paper"])
 def test_shipped_configs_load_and_ignore_other_sections(name, tmp_path):
     cfg = load_models_config(REPO / "configs" / f"{name}.yaml")
-    assert cfg.autoencoder.latent_size == 32 and cfg.autoencoder.latent_channels == 3
+    # f4 latents as in the paper; the paper keeps 3 channels, the demo 8 (real noise texture, docs/models.md)
+    assert cfg.autoencoder.latent_size == 32 and cfg.autoencoder.latent_channels == {"paper": 3, "demo": 8}[name]
     assert cfg.schedule.beta_schedule == "scaled_linear" and cfg.schedule.num_train_timesteps == 1000
     # A job config with extra top-level sections and an override still yields the same model sections.
     text = (REPO / "configs" / f"{name}.yaml").read_text() + "\ntrain:\n  lr: 5.0e-5\ndata:\n  root: x\n"
@@ -75,7 +76,7 @@ def test_config_errors_name_the_key(tmp_path):
 def test_demo_models_have_cpu_sizes():
     models = RadiffModels.from_config(load_models_config(REPO / "configs" / "demo.yaml"))
     counts = {k: sum(p.numel() for p in m.parameters()) for k, m in models.modules().items()}
-    assert counts["autoencoder"] < 500_000
+    assert counts["autoencoder"] < 1_000_000
     assert 1_000_000 <= counts["unet"] <= 3_000_000
     assert counts["mask_prior"] < 1_000_000
 
@@ -99,10 +100,10 @@ def test_autoencoder_shapes_on_demo_size():
     ae = RadioAutoencoder(cfg).eval()
     with torch.no_grad():
         z = ae.encode(torch.rand(2, 128, 128))
-        assert z.shape == (2, 3, 32, 32)
+        assert z.shape == (2, cfg.latent_channels, 32, 32)
         assert ae.decode(z).shape == (2, 1, 128, 128)
         sampled = ae.encode(torch.rand(2, 1, 128, 128), sample=True, generator=torch.Generator().manual_seed(0))
-    assert sampled.shape == (2, 3, 32, 32)
+    assert sampled.shape == (2, cfg.latent_channels, 32, 32)
     with pytest.raises(ValueError, match="expected images"):
         ae.encode(torch.rand(2, 64, 64))
 
@@ -129,12 +130,15 @@ def test_ae_loss_decreases_on_a_fixed_batch():
 def test_measured_latent_stats_give_unit_variance(models):
     images = torch.rand(6, 32, 32, generator=torch.Generator().manual_seed(2)) * 0.5 + 0.2
     cfg = measure_latent_stats(models.autoencoder, images)
-    assert cfg.scaling_factor != 1.0
+    assert len(cfg.scaling_factor) == len(cfg.shift_factor) == cfg.latent_channels
     ae = RadiffModels.from_config(dataclasses.replace(tiny_models_config(), autoencoder=cfg), seed=1).autoencoder
     ae.load_state_dict(models.autoencoder.state_dict())
     with torch.no_grad():
         z = ae.encode(images)
-        assert abs(float(z.mean())) < 1e-4 and abs(float(z.std()) - 1.0) < 1e-3
+        per_channel = z.transpose(0, 1).reshape(cfg.latent_channels, -1)
+        # every channel on its own, not only the whole: one scale for all left texture channels tiny
+        assert torch.allclose(per_channel.mean(dim=1), torch.zeros(cfg.latent_channels), atol=1e-4)
+        assert torch.allclose(per_channel.std(dim=1), torch.ones(cfg.latent_channels), atol=1e-3)
         # decode inverts the scaling: same images as the unscaled model decoding raw latents
         raw = models.autoencoder.encode(images)
         assert torch.allclose(ae.decode(z), models.autoencoder.decode(raw), atol=1e-5)

@@ -6,10 +6,15 @@ the wrapper maps ``x -> 2x - 1`` on the way in and ``y -> (y + 1) / 2`` on the w
 out. Nothing outside this module ever sees the [-1, 1] range.
 
 Latents: :meth:`RadioAutoencoder.encode` returns *diffusion latents*
-``(z - shift_factor) * scaling_factor`` and :meth:`decode` takes them back. The two
-factors are measured on training data after the autoencoder is trained
-(:func:`measure_latent_stats`) and stored in the config, so the U-Net sees zero-mean,
-unit-variance latents whatever the autoencoder learned. Until then they are 0 and 1.
+``(z - shift_factor) * scaling_factor`` and :meth:`decode` takes them back. The
+factors are measured per latent channel on training data after the autoencoder is
+trained (:func:`measure_latent_stats`) and stored in the config, so the U-Net sees
+zero-mean, unit-variance latents in every channel whatever the autoencoder learned.
+Per channel, not one number for all: an autoencoder that carries real noise texture
+puts each channel at its own offset (means -1.8 to 1.2 against a spread of 0.15-0.3
+within a channel), and one global scale left the texture at a fifth of the diffusion
+noise, so sampled tiles came out with 4-8x the real noise. Until measured they are 0
+and 1; bundles of the first demo model hold single numbers, which still work.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ class AutoencoderConfig:
     #: Self-attention in the encoder/decoder middle block (as in LDM). Costly at large latents.
     mid_block_attention: bool = True
     kl_weight: float = 1e-6
-    #: Diffusion latents are (z - shift_factor) * scaling_factor; set by measure_latent_stats.
-    shift_factor: float = 0.0
-    scaling_factor: float = 1.0
+    #: Diffusion latents are (z - shift_factor) * scaling_factor, per latent channel (or one
+    #: number for all, as in older bundles); set by measure_latent_stats.
+    shift_factor: float | tuple[float, ...] = 0.0
+    scaling_factor: float | tuple[float, ...] = 1.0
 
     def __post_init__(self) -> None:
         self.channel_mult = tuple(int(m) for m in self.channel_mult)
@@ -49,7 +55,14 @@ class AutoencoderConfig:
                 raise ValueError(f"channels {ch} not divisible by norm_num_groups {self.norm_num_groups}")
         if self.image_size % self.downsample_factor:
             raise ValueError(f"image_size {self.image_size} not divisible by {self.downsample_factor}")
-        if self.scaling_factor <= 0:
+        for name in ("shift_factor", "scaling_factor"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                if len(value) != self.latent_channels:
+                    raise ValueError(f"{name} has {len(value)} values for {self.latent_channels} latent channels")
+                setattr(self, name, tuple(float(v) for v in value))
+        scales = self.scaling_factor if isinstance(self.scaling_factor, tuple) else (self.scaling_factor,)
+        if not all(v > 0 for v in scales):
             raise ValueError("scaling_factor must be positive")
 
     @property
@@ -116,11 +129,21 @@ class RadioAutoencoder(nn.Module):
         """Diffusion latents (B, latent_channels, h, w): posterior mean (default) or a sample, shifted and scaled."""
         post = self.posterior(images)
         z = post.sample(generator=generator) if sample else post.mean
-        return (z - self.config.shift_factor) * self.config.scaling_factor
+        shift, scale = self._factors(z)
+        return (z - shift) * scale
+
+    def _factors(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shift and scale as tensors that broadcast over (B, C, h, w)."""
+        def as_tensor(value: float | tuple[float, ...]) -> torch.Tensor:
+            return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(1, -1, 1, 1)
+
+        return as_tensor(self.config.shift_factor), as_tensor(self.config.scaling_factor)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Images (B, 1, H, W) in about [0, 1] (not clamped) from diffusion latents."""
-        z = latents.to(self.vae.dtype) / self.config.scaling_factor + self.config.shift_factor
+        latents = latents.to(self.vae.dtype)
+        shift, scale = self._factors(latents)
+        z = latents / scale + shift
         return (self.vae.decode(z).sample + 1) / 2
 
 
@@ -157,9 +180,10 @@ def measure_latent_stats(model: RadioAutoencoder, images: torch.Tensor, batch_si
         chunks = [model.encode(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)]
     finally:
         model.config = saved
-    z = torch.cat(chunks)
-    mean = float(z.mean())
-    std = float(z.std())
-    if not std > 0:
-        raise ValueError("latents have zero spread; is the autoencoder trained?")
-    return replace(model.config, shift_factor=mean, scaling_factor=1.0 / std)
+    z = torch.cat(chunks).transpose(0, 1).reshape(model.config.latent_channels, -1)
+    mean = z.mean(dim=1)
+    std = z.std(dim=1)
+    if not bool((std > 0).all()):
+        raise ValueError("a latent channel has zero spread; is the autoencoder trained?")
+    return replace(model.config, shift_factor=tuple(float(v) for v in mean),
+                   scaling_factor=tuple(float(1.0 / v) for v in std))
