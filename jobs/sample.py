@@ -454,24 +454,16 @@ def run_sample(
 # ---------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from radiff_scale.cli import positive_int
+
     parser.add_argument("--masks", required=True, metavar="DATASET_OR_NPZ",
                         help="Survey-Collection dataset folder, or an .npz with 'masks' (N, 128, 128) uint8 class ids")
     parser.add_argument("--out", required=True, help="output dataset folder (new, or empty)")
     parser.add_argument("--model", default="demo", help="'demo' (the shipped model, default) or a model bundle folder")
     parser.add_argument("--seed", type=int, default=0, help="run seed: tile i's noise comes from (seed, i) alone")
-    parser.add_argument("--workers", type=_positive_int, default=2, help="sampler actors (output is the same for any number)")
-    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="use only the first N masks")
+    parser.add_argument("--workers", type=positive_int, default=2, help="sampler actors (output is the same for any number)")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use only the first N masks")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="sampler.KEY=VALUE",
         help="sampler setting, e.g. --set sampler.steps=10 (name, steps, guidance_mask, guidance_background, eta, "

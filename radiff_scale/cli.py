@@ -19,7 +19,8 @@ from radiff_scale.errors import RadiffError
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type of counts (workers, sizes, limits): a whole number > 0."""
     try:
         value = int(text)
     except ValueError:
@@ -38,10 +39,10 @@ def _add_simulate_dataset(sub: argparse._SubParsersAction) -> None:
             "sources with exact masks) and write them in the Survey-Collection layout, plus summary.json."
         ),
     )
-    p.add_argument("--n", type=_positive_int, required=True, help="number of cutouts")
+    p.add_argument("--n", type=positive_int, required=True, help="number of cutouts")
     p.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
     p.add_argument("--seed", type=int, default=0, help="run seed; the same seed gives byte-identical files")
-    p.add_argument("--workers", type=_positive_int, default=1, help="processes (output is the same for any number)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes (output is the same for any number)")
     p.add_argument("--config", default=None, help="YAML file with simulator settings (see configs/simulate.yaml)")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -98,7 +99,7 @@ def _add_annotate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="dataset folder (new, empty, or written by an earlier annotate run)")
     p.add_argument("--island-sigma", type=float, default=3.0, help="island threshold in robust rms (default 3)")
     p.add_argument("--seed-sigma", type=float, default=5.0, help="an island needs one pixel above this many rms (default 5)")
-    p.add_argument("--cutout", type=_positive_int, default=128, help="output image size in pixels (default 128)")
+    p.add_argument("--cutout", type=positive_int, default=128, help="output image size in pixels (default 128)")
     p.add_argument("--overlap", type=int, default=32, help="overlap in pixels of the tiles of large maps (default 32)")
     p.add_argument("--group-gap", type=float, default=1.5, help="islands at most this many beam FWHM apart form one object (default 1.5)")
     p.add_argument("--compact-beams", type=float, default=3.0, help="largest excess area, in beams, of a compact object (default 3)")

@@ -30,7 +30,11 @@ def test_bundle_is_small_and_documents_how_it_was_made(demo_models: RadiffModels
     assert {"ae", "ldm", "mask"} <= set(card["stages"])
     for stage in card["stages"].values():
         assert stage["steps"] > 0 and np.isfinite(stage["final_loss"]) and stage["commit"]
-    assert set(card["preprocess_reference"]) == {"zmin", "zmax", "clip_lo", "clip_hi", "tmin", "tmax"}
+    # Trained on real FIRST galaxies (held-out split excluded) with the asinh stretch, at FIRST's scale.
+    assert card["stretch"]["kind"] == "asinh_sigma" and "preprocess_reference" not in card
+    assert card["pixels_per_beam"] == pytest.approx(3.0, abs=0.05)
+    assert any("first-train" in name for name in card["stages"]["ldm"]["cutouts"])
+    assert "non-commercial" in card["licence"]
     assert json.loads((DEMO / "radiff_models.json").read_text())["card"] == card
 
 
