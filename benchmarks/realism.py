@@ -460,6 +460,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--atca-map", type=Path, default=ATCA_MAP)
     parser.add_argument("--out", type=Path, default=Options.out)
     parser.add_argument("--png", default=str(Options.png), help="grid picture ('' for none)")
+    parser.add_argument("--guidance-mask", type=float, default=SamplerSpec().guidance_mask,
+                        help="mask guidance scale (brightness grows with it: docs/models.md)")
     a = parser.parse_args(argv)
     bundles = dict(a.bundle)
     if len(bundles) != len(a.bundle):
@@ -467,6 +469,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     return Options(
         holdout=a.holdout, bundles=bundles, n=a.n, n_background=a.n_background, seed=a.seed, batch_size=a.batch_size,
         device=a.device, threads=a.threads, atca_map=a.atca_map, out=a.out, png=Path(a.png) if a.png else None,
+        sampler=SamplerSpec(guidance_mask=a.guidance_mask),
     )
 
 
