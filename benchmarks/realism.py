@@ -92,17 +92,9 @@ class HeldOut:
     backgrounds: np.ndarray  # float32 (N, 128, 128) Jy/beam
 
 
-def centre_crop(arr: np.ndarray, size: int = TILE) -> np.ndarray:
-    """The central size x size window (the models' tile size); smaller inputs are an error."""
-    h, w = arr.shape
-    if h < size or w < size:
-        raise RadiffError(f"image {arr.shape} is smaller than {size}x{size}")
-    r, c = (h - size) // 2, (w - size) // 2
-    return arr[r : r + size, c : c + size]
-
-
 def load_holdout(root: Path, n: int, seed: int) -> HeldOut:
     """Up to ``n`` samples with backgrounds (a seeded draw when there are more), in dataset order."""
+    from radiff_scale.data.dataset import centre_crop
     from radiff_scale.data.sc_format import list_samples, read_sample
 
     paths = list_samples(root)
@@ -117,9 +109,9 @@ def load_holdout(root: Path, n: int, seed: int) -> HeldOut:
             skipped += 1
             continue
         names.append(sample.name)
-        images.append(centre_crop(sample.image))
-        masks.append(centre_crop(sample.class_mask()))
-        backgrounds.append(centre_crop(sample.background))
+        images.append(centre_crop(sample.image, TILE, sample.name))
+        masks.append(centre_crop(sample.class_mask(), TILE, sample.name))
+        backgrounds.append(centre_crop(sample.background, TILE, sample.name))
     if skipped:
         print(f"note: {skipped} sample(s) without a background image skipped", file=sys.stderr)
     if not names:

@@ -297,14 +297,6 @@ def model_zoom(card: dict, geometry) -> float:
     return zoom_factor(pixels_per_beam(geometry.beam, geometry.pixel_scale_arcsec), card.get("pixels_per_beam"))
 
 
-def card_stretch(card: dict):
-    """The stretch the model was trained with, without which tiles cannot go back to flux
-    (checked before any heavy work)."""
-    from radiff_scale.data.stretch import stretch_for_card
-
-    return stretch_for_card(card)
-
-
 def stamps_stage(
     spec: MapSpec, run, records: list[dict], geometry, stretch, progress: bool, log: StageLog
 ):
@@ -447,6 +439,7 @@ def run_make_map(
     from radiff_scale.compose.rundir import RUN_LAYOUT, prepare_run_dir, write_json_atomic
     from radiff_scale.compose.sigma import sigma_map
     from radiff_scale.compose.stamp_work import FOOTPRINT
+    from radiff_scale.data.stretch import stretch_for_card
 
     started = time.perf_counter()
     log = StageLog()
@@ -456,7 +449,7 @@ def run_make_map(
     model_dir = resolve_model_dir(spec.model) if tile_bank is None else None
     index = read_index(model_dir) if tile_bank is None else None
     card = dict(index.get("card") or {}) if index is not None else tile_bank.card
-    stretch = card_stretch(card)
+    stretch = stretch_for_card(card)  # without it tiles cannot go back to flux: checked before any heavy work
     geometry, source, sigma = _geometry_and_background(spec)
     zoom = model_zoom(card, geometry) if tile_bank is None else 1.0
     if zoom != 1.0:

@@ -88,11 +88,9 @@ class Background:
 
 
 def _centre_crop(array: np.ndarray, where: str) -> np.ndarray:
-    rows, cols = array.shape
-    if rows < TILE or cols < TILE:
-        raise RadiffError(f"{where}: image is {rows}x{cols}, smaller than the {TILE}x{TILE} tiles")
-    r0, c0 = (rows - TILE) // 2, (cols - TILE) // 2
-    return np.ascontiguousarray(array[r0 : r0 + TILE, c0 : c0 + TILE])
+    from radiff_scale.data.dataset import centre_crop
+
+    return np.ascontiguousarray(centre_crop(array, TILE, where))
 
 
 def _carried_header(header: dict[str, Any]) -> dict[str, Any]:

@@ -133,11 +133,11 @@ def build_training_arrays(config: DataConfig, stretch: Any, size: int, progress:
     images, masks, backgrounds, sources, beams = [], [], [], [], {}
     for image, mask, background, source, ppb in _cutouts(config, size, progress):
         try:
-            centre, _ = background_stats(image)
             encoded = stretch.encode(image)
         except RadiffError:
             continue  # a constant cutout carries nothing to learn
         if background is None:
+            centre, _ = background_stats(image)
             background = np.where(mask > 0, centre, np.nan_to_num(image, nan=centre))
         try:
             encoded_background = stretch.encode(background)
@@ -179,13 +179,11 @@ def _cutouts(config: DataConfig, size: int, progress: bool):
         root = Path(folder)
         for path in tqdm(list_samples(root), desc=f"reading {root.name}", disable=not progress):
             sample = read_sample(path, root)
-            rows, cols = sample.image.shape
-            if rows < size or cols < size:
-                raise RadiffError(f"{path}: image is {rows}x{cols}, smaller than the model's {size}x{size}")
-            background = None if sample.background is None else centre_crop(sample.background, size)
+            image = centre_crop(sample.image, size, str(path))
+            background = None if sample.background is None else centre_crop(sample.background, size, str(path))
             ppb = sample.meta.get("pixels_per_beam")
             ppb = float(ppb) if isinstance(ppb, (int, float)) and not isinstance(ppb, bool) else None
-            yield centre_crop(sample.image, size), centre_crop(sample.class_mask(), size), background, str(folder), ppb
+            yield image, centre_crop(sample.class_mask(), size), background, str(folder), ppb
     if config.simulate_n:
         sim = from_dict(SimConfig, config.simulate, where="train.data.simulate")
         ppb = (sim.bmaj_arcsec * sim.bmin_arcsec) ** 0.5 / sim.pixel_scale_arcsec
@@ -424,8 +422,9 @@ def run_stage(
         raise RadiffError(f"stage {stage} needs a trained autoencoder in {bundle}: run --stage ae first")
     if stage == "ldm":  # the U-Net learns the latents of images stretched as the autoencoder saw them
         from radiff_scale.data.stretch import stretch_for_card
+        from radiff_scale.models.io import read_bundle_index
 
-        stretch = stretch_for_card(json.loads((bundle / INDEX).read_text()).get("card") or {})
+        stretch = stretch_for_card(read_bundle_index(bundle)[0].get("card") or {})
 
     started = time.perf_counter()
     if stage == "mask":

@@ -87,6 +87,10 @@ def test_a_card_chooses_its_stretch() -> None:
     old = stretch_for_card({"preprocess_reference": reference})
     assert isinstance(old, ZScaleTanhStretch)
     assert old.decode(np.array([1.0]))[0] == pytest.approx(-3.0 + 5.0 * 13.0)
+    # The card entry carries its reference: a U-Net trained on an old autoencoder bundle keeps
+    # a decodable card once the training job drops preprocess_reference.
+    again = stretch_for_card({"stretch": old.to_card()})
+    assert again == old and again.decode(np.array([1.0]))[0] == old.decode(np.array([1.0]))[0]
     with pytest.raises(RadiffError, match="no stretch"):
         stretch_for_card({})
     with pytest.raises(RadiffError, match="unknown stretch"):

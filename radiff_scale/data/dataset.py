@@ -23,9 +23,15 @@ from radiff_scale.errors import RadiffError
 Transform = Callable[[np.ndarray], np.ndarray]
 
 
-def centre_crop(array: np.ndarray, size: int) -> np.ndarray:
-    """The central ``size x size`` block (offset ``(H - size) // 2``; 132 -> 128 drops 2 pixels each side)."""
+def centre_crop(array: np.ndarray, size: int, where: str = "image") -> np.ndarray:
+    """The central ``size x size`` block (offset ``(H - size) // 2``; 132 -> 128 drops 2 pixels each side).
+
+    A smaller image has no such block: a user error naming ``where`` (negative offsets would
+    silently wrap around instead).
+    """
     rows, cols = array.shape[-2:]
+    if rows < size or cols < size:
+        raise RadiffError(f"{where}: image is {rows}x{cols}, smaller than {size}x{size}")
     r0 = (rows - size) // 2
     c0 = (cols - size) // 2
     return array[..., r0 : r0 + size, c0 : c0 + size]

@@ -21,7 +21,7 @@ docs/preprocessing.md.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -130,6 +130,13 @@ class ZScaleTanhStretch:
 
     reference: dict[str, float]
     kind: str = "zscale_tanh"
+    #: ``reference`` checked once, here: decode runs twice per stamp in the stamp stage.
+    params: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from radiff_scale.data.preprocess import PreprocessParams
+
+        object.__setattr__(self, "params", PreprocessParams.from_dict(self.reference))
 
     def encode(self, image: Any, *, source: str | None = None) -> np.ndarray:
         from radiff_scale.data.preprocess import fit_params, preprocess
@@ -137,12 +144,12 @@ class ZScaleTanhStretch:
         return preprocess(image, fit_params(image, source=source))
 
     def decode(self, y: Any) -> np.ndarray:
-        from radiff_scale.data.preprocess import PreprocessParams, inverse_preprocess
+        from radiff_scale.data.preprocess import inverse_preprocess
 
-        return inverse_preprocess(y, PreprocessParams.from_dict(self.reference))
+        return inverse_preprocess(y, self.params)
 
     def to_card(self) -> dict[str, Any]:
-        return {"kind": self.kind}
+        return {"kind": self.kind, "reference": dict(self.reference)}
 
 
 def stretch_from_dict(data: dict[str, Any] | None) -> AsinhStretch:
@@ -156,12 +163,13 @@ def stretch_for_card(card: dict[str, Any]) -> Stretch:
     """The stretch a bundle was trained with: ``card["stretch"]``, or the published
     ZScale chain for older bundles, which carry only ``preprocess_reference``."""
     data = card.get("stretch")
+    reference = card.get("preprocess_reference")
     if data is not None:
         if not isinstance(data, dict) or data.get("kind") not in ("asinh_sigma", "zscale_tanh"):
             raise RadiffError(f"model card: unknown stretch {data!r}")
         if data["kind"] == "asinh_sigma":
             return stretch_from_dict(data)
-    reference = card.get("preprocess_reference")
+        reference = data.get("reference", reference)
     if reference is None:
         raise RadiffError("the model card names no stretch and has no preprocess_reference: tiles cannot go back to flux")
     return ZScaleTanhStretch(reference=dict(reference))

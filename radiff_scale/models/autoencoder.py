@@ -11,7 +11,7 @@ factors are measured per latent channel on training data after the autoencoder i
 trained (:func:`measure_latent_stats`) and stored in the config, so the U-Net sees
 zero-mean, unit-variance latents in every channel whatever the autoencoder learned.
 Per channel, not one number for all: an autoencoder that carries real noise texture
-puts each channel at its own offset (means -1.8 to 1.2 against a spread of 0.15-0.3
+puts each channel at its own offset (raw means -3.3 to 3.8 against a spread of 0.34-0.73
 within a channel), and one global scale left the texture at a fifth of the diffusion
 noise, so sampled tiles came out with 4-8x the real noise. Until measured they are 0
 and 1; bundles of the first demo model hold single numbers, which still work.
