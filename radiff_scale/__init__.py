@@ -1,6 +1,8 @@
 """radiff_scale: controllable diffusion models for radio-astronomy cutouts, scaled to large maps.
 
-The library never needs a Ray cluster; only ``actors/`` and ``jobs/`` know about Ray.
+Layers (docs/architecture.md): ``jobs/`` -> ``radiff_scale.cli`` -> ``radiff_scale.api`` ->
+``radiff_scale.pipelines`` -> ``actors/`` (the only code that imports Ray) -> the library
+core (everything else in this package), never upward. This module is the public facade.
 
 The Python API (``from radiff_scale import make_map, MapSpec``) is resolved on first use:
 ``import radiff_scale`` stays instant (the CLI's ``--help`` and ``--version`` import it),
@@ -10,13 +12,9 @@ and torch and Ray are only imported when a map is actually made.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("radiff-scale")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from radiff_scale.version import __version__
 
 #: Public name -> module that defines it (imported lazily by __getattr__).
 _API = {
@@ -25,7 +23,7 @@ _API = {
     "Positions": "radiff_scale.compose.positions",
     "positions_from_catalogue": "radiff_scale.compose.positions",
     "MapSpec": "radiff_scale.compose.spec",
-    "SamplerSpec": "radiff_scale.compose.spec",
+    "SamplerSpec": "radiff_scale.diffusion.settings",
     "PlacementConfig": "radiff_scale.compose.planner",
     "RadiffError": "radiff_scale.errors",
 }
@@ -39,7 +37,8 @@ if TYPE_CHECKING:
     from radiff_scale.api import MapResult, make_map
     from radiff_scale.compose.positions import Positions, positions_from_catalogue
     from radiff_scale.compose.planner import PlacementConfig
-    from radiff_scale.compose.spec import MapSpec, SamplerSpec
+    from radiff_scale.compose.spec import MapSpec
+    from radiff_scale.diffusion.settings import SamplerSpec
     from radiff_scale.errors import RadiffError
 
 
