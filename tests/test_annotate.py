@@ -17,15 +17,12 @@ from astropy.io import fits
 
 from radiff_scale.classes import SourceClass
 from radiff_scale.cli import main
-from radiff_scale.data.annotate import (
-    AnnotateConfig,
-    annotate,
-    detect_islands,
-    estimate_background,
-    load_image,
-    sample_name,
-    tile_starts,
-)
+from radiff_scale.data.annotate import AnnotateConfig, annotate
+from radiff_scale.data.annotate_background import estimate_background
+from radiff_scale.data.annotate_image import load_image
+from radiff_scale.data.annotate_inputs import sample_name
+from radiff_scale.data.annotate_segment import detect_islands
+from radiff_scale.data.annotate_windows import tile_starts
 from radiff_scale.data.sc_format import list_samples, read_sample, validate_dataset
 
 RMS = 1e-4  # Jy/beam

@@ -11,8 +11,9 @@ from astropy.io import fits
 
 from radiff_scale.beam import Beam, correlated_noise
 from radiff_scale.compose.background import NOISE_TILE, BackgroundSource, FitsBackground, SyntheticBackground
-from radiff_scale.compose.wcs import MapGeometry, read_map_header, read_map_unit
+from radiff_scale.compose.wcs import MapGeometry, read_map_header
 from radiff_scale.errors import RadiffError
+from radiff_scale.fits_header import read_map_unit
 
 SCORPIO = "backgrounds/ScorpioFaintSNRField.fits"
 

@@ -14,11 +14,12 @@ from scipy import ndimage
 from radiff_scale.beam import Beam
 from radiff_scale.classes import OBJECT_CLASSES, SourceClass
 from radiff_scale.config import load_config
+from radiff_scale.data import sim_galaxies
 from radiff_scale.data import sim_sources as src
+from radiff_scale.data.sim_background import load_real_maps
 from radiff_scale.data.simulate import (
     SUMMARY_FILE,
     SimConfig,
-    load_real_maps,
     simulate_cutout,
     simulate_dataset,
 )
@@ -214,15 +215,15 @@ def test_extended_sources_are_not_single_gaussians() -> None:
                 cutout.snr(obj) >= 999.0
             kinds.add(obj.kind)
             n += 1
-    assert n >= 25 and kinds == set(src.GALAXY_KINDS)
+    assert n >= 25 and kinds == set(sim_galaxies.GALAXY_KINDS)
 
 
 def test_fr2_hotspots_and_multi_island_galaxies() -> None:
     rng = np.random.default_rng(3)
     beam = Beam(9.8, 5.8, 0.0)
     cov = src.beam_covariance(beam, 1.5)
-    comps = src.radio_galaxy_components(rng, 9.8 / 1.5, 80.0, kind="fr2")
-    image = src.render_galaxy((128, 128), 64.0, 64.0, comps, cov)
+    comps = sim_galaxies.radio_galaxy_components(rng, 9.8 / 1.5, 80.0, kind="fr2")
+    image = sim_galaxies.render_galaxy((128, 128), 64.0, 64.0, comps, cov)
     # Brightest pixels sit near the arm ends (hotspots), not at the core.
     peak = np.unravel_index(np.argmax(image), image.shape)
     assert math.hypot(peak[0] - 64.0, peak[1] - 64.0) > 0.5 * comps.extent

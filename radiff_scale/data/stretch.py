@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from radiff_scale.errors import RadiffError
+from radiff_scale.errors import FlatImageError, RadiffError
 
 #: Iterations and width of the sigma clip that finds an image's background.
 _CLIP_SIGMA = 3.0
@@ -47,14 +47,14 @@ def background_stats(image: Any, *, source: str | None = None) -> tuple[float, f
     finite = arr[np.isfinite(arr)]
     where = f" {source}" if source else ""
     if finite.size < 2:
-        raise RadiffError(f"image{where} has fewer than 2 finite pixels; it cannot be normalised")
+        raise FlatImageError(f"image{where} has fewer than 2 finite pixels; it cannot be normalised")
     _, median, rms = sigma_clipped_stats(finite, sigma=_CLIP_SIGMA, maxiters=_CLIP_ITERS, stdfunc="mad_std")
     if not (math.isfinite(rms) and rms > 0.0):
         # Most pixels equal (e.g. zero-padded edges): the plain standard deviation is the scale left.
         rms = float(np.std(finite))
         median = float(np.median(finite))
     if not rms > 0.0:
-        raise RadiffError(f"image{where} is constant; it cannot be normalised")
+        raise FlatImageError(f"image{where} is constant; it cannot be normalised")
     return float(median), float(rms)
 
 

@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 
-MAD_TO_SIGMA = 1.4826
+from radiff_scale.robust import median_and_sigma
 
 
 def bright_pixels(tile: np.ndarray, nsigma: float = 3.0) -> np.ndarray:
     """Pixels brighter than median + nsigma * robust sigma of the tile."""
     tile = np.asarray(tile, dtype=np.float64)
-    median = float(np.median(tile))
-    sigma = MAD_TO_SIGMA * float(np.median(np.abs(tile - median)))
+    median, sigma = median_and_sigma(tile)
     if sigma <= 0:
         sigma = float(tile.std()) or 1.0
     return tile > median + nsigma * sigma
