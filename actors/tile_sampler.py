@@ -7,31 +7,17 @@ batch retried on another actor after a crash gives the same tiles.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """What every batch is sampled with (a plain copy of the spec's sampler section)."""
-
-    name: str
-    steps: int
-    guidance_mask: float
-    guidance_background: float
-    eta: float
-    gpu_precision: str = "fp32"
-    #: Map pixels per beam / model pixels per beam: masks and backgrounds are resampled by
-    #: 1 / zoom before sampling and tiles by zoom after (radiff_scale/compose/resample.py).
-    zoom: float = 1.0
+from radiff_scale.diffusion.settings import SamplerSpec
 
 
 class TileSampler:
     """Holds a model bundle on its device; the pool calls ``sample`` (tiles) or ``sample_masks`` (mask prior)."""
 
-    def __init__(self, model_dir: str, settings: SamplerSettings, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, model_dir: str, settings: SamplerSpec, device: str = "cpu", threads: int | None = None) -> None:
         import torch
 
         from radiff_scale.models.io import RadiffModels
@@ -41,7 +27,7 @@ class TileSampler:
         self.settings = settings
         self.models = RadiffModels.load(model_dir, device=device)
 
-    def _precision(self, settings: SamplerSettings) -> str:
+    def _precision(self, settings: SamplerSpec) -> str:
         """The settings' GPU precision on a GPU; always fp32 on a CPU (where bf16 is only slower)."""
         return settings.gpu_precision if self.models.device.type == "cuda" else "fp32"
 
@@ -51,25 +37,28 @@ class TileSampler:
         masks: np.ndarray,
         backgrounds: np.ndarray | None,
         seeds: list[int],
-        settings: SamplerSettings | None = None,
+        settings: SamplerSpec | None = None,
+        zoom: float = 1.0,
     ) -> tuple[int, np.ndarray]:
         """Tiles of one batch. ``settings`` overrides the actor's own for this call: it travels
-        with the call, so a call Ray retries on a restarted actor keeps them."""
+        with the call, so a call Ray retries on a restarted actor keeps them. ``zoom`` is map
+        pixels per beam over the model's: masks and backgrounds are resampled by 1 / zoom
+        before sampling and tiles by zoom after (radiff_scale/compose/resample.py)."""
         from radiff_scale.compose.resample import images_to_model, masks_to_model, tiles_to_map
         from radiff_scale.diffusion.sampling import sample_tiles
 
         s = settings or self.settings
-        if s.zoom != 1.0:
-            masks = masks_to_model(masks, s.zoom)
-            backgrounds = None if backgrounds is None else images_to_model(backgrounds, s.zoom)
+        if zoom != 1.0:
+            masks = masks_to_model(masks, zoom)
+            backgrounds = None if backgrounds is None else images_to_model(backgrounds, zoom)
         tiles = sample_tiles(
             self.models, masks, backgrounds, seeds, steps=s.steps,
             guidance=(s.guidance_mask, s.guidance_background), sampler=s.name, eta=s.eta,
             precision=self._precision(s),
         )
-        return batch, tiles if s.zoom == 1.0 else tiles_to_map(tiles, s.zoom)
+        return batch, tiles if zoom == 1.0 else tiles_to_map(tiles, zoom)
 
-    def sample_masks(self, batch: int, seeds: list[int], settings: SamplerSettings | None = None) -> tuple[int, np.ndarray]:
+    def sample_masks(self, batch: int, seeds: list[int], settings: SamplerSpec | None = None) -> tuple[int, np.ndarray]:
         """Masks invented by the bundle's mask prior for one batch of seeds (uint8 class ids)."""
         from radiff_scale.diffusion.sampling import sample_masks
         from radiff_scale.errors import RadiffError
@@ -93,7 +82,7 @@ class TileSampler:
 
 
 def make_sampler_pool(
-    n: int, model_dir: str, settings: SamplerSettings, use_gpu: bool, threads: int | None, max_restarts: int = 3
+    n: int, model_dir: str, settings: SamplerSpec, use_gpu: bool, threads: int | None, max_restarts: int = 3
 ) -> list[Any]:
     """Start ``n`` sampler actors that restart after a crash and retry their in-flight calls.
 

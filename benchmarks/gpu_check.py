@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from radiff_scale.classes import OBJECT_CLASSES  # noqa: E402
-from radiff_scale.compose.spec import SamplerSpec  # noqa: E402
+from radiff_scale.diffusion.settings import SamplerSpec  # noqa: E402
 from radiff_scale.data.mask_bank import MaskBank  # noqa: E402
 from radiff_scale.diffusion.loss import ldm_loss  # noqa: E402
 from radiff_scale.diffusion.sampling import sample_tiles  # noqa: E402

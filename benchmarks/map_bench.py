@@ -35,7 +35,7 @@ def tile_bank_for(args: argparse.Namespace, scratch: Path) -> tuple[Path, float 
         return bank, None
     if args.model is None:
         raise SystemExit(f"no tile bank at {bank}: pass --bank PATH or --model DIR to build one")
-    from jobs.make_map import resolve_model_dir
+    from radiff_scale.models.bundle import resolve_model_dir
     from radiff_scale.compose.tile_bank import build_tile_bank
 
     started = time.perf_counter()

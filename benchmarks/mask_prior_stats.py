@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from jobs.make_map import DEMO_MODEL  # noqa: E402
+from radiff_scale.models.bundle import DEMO_MODEL  # noqa: E402
 from radiff_scale.classes import OBJECT_CLASSES, SourceClass  # noqa: E402
 
 

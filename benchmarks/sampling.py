@@ -35,9 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python benchmarks/sampling.py` from anywhere: actors/ and jobs/ live at the top
 
 from actors.sampling_stage import ArrayBatches, sample_to_store  # noqa: E402
-from actors.tile_sampler import SamplerSettings, make_sampler_pool  # noqa: E402
-from jobs.make_map import DEMO_MODEL, INDEX  # noqa: E402
-from radiff_scale.compose.spec import SamplerSpec  # noqa: E402
+from actors.tile_sampler import make_sampler_pool  # noqa: E402
+from radiff_scale.models.bundle import DEMO_MODEL, INDEX  # noqa: E402
+from radiff_scale.diffusion.settings import SamplerSpec  # noqa: E402
 from radiff_scale.eval.mask_agreement import bright_pixels, iou  # noqa: E402
 
 
@@ -109,8 +109,9 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sampling_bench_"))
     rows, tiles_of, same_across_pools = [], {}, True
     try:
-        def settings(name: str, steps: int) -> SamplerSettings:
-            return SamplerSettings(name, steps, args.guidance_mask, args.guidance_background, 0.0, SamplerSpec.gpu_precision)
+        def settings(name: str, steps: int) -> SamplerSpec:
+            return SamplerSpec(name=name, steps=steps, guidance_mask=args.guidance_mask,
+                               guidance_background=args.guidance_background)
 
         pool = make_sampler_pool(n_pool, str(model), settings(*samplers[0]), args.gpu, None if args.gpu else 1)
         warm = ArrayBatches(masks[:1], patches[:1], seeds[:1], 1)

@@ -36,8 +36,8 @@ import numpy as np
 from radiff_scale.beam import Beam
 from radiff_scale.classes import OBJECT_CLASSES
 from radiff_scale.compose.background import SyntheticBackground
-from radiff_scale.compose.mosaic import StampIndex, create_mosaic, render_chunk, stamps_for_chunk
-from radiff_scale.compose.stamp import Stamp
+from radiff_scale.compose.mosaic import create_mosaic, render_chunk
+from radiff_scale.compose.stamps import Stamp
 from radiff_scale.compose.wcs import MapGeometry
 
 
@@ -110,13 +110,12 @@ def run(
                 arr[:, j * chunk : (j + 1) * chunk] = data[:, j * chunk : (j + 1) * chunk]
 
     stamps = make_stamps(shape, stamps_per_chunk * n_chunks, stamp_size, seed=1)
-    index = StampIndex(stamps, chunk)
 
     def render(background, name: str):
         def go() -> None:
             m = create_mosaic(workdir / name, shape, chunk=chunk, overwrite=True)
             for b in m.chunk_grid():
-                render_chunk(m, b.index, background, stamps_for_chunk(b, index))
+                render_chunk(m, b.index, background, [s for s in stamps if s.overlaps(b.row0, b.row1, b.col0, b.col1)])
 
         return go
 

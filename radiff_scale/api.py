@@ -6,10 +6,10 @@
     result = make_map(MapSpec(size=2048, tiles="bank:bank.npz"), "my_map", positions=positions)
     result.placed, result.unplaced, result.catalogue
 
-This is the map job itself (jobs/make_map.py: one pipeline, the same outputs, truth,
-manifest and ``resume``), reached from Python; ``positions`` only changes where the
-planner puts the objects (radiff_scale.compose.placement_stage.plan_map with
-:class:`~radiff_scale.compose.placement_stage.GivenObjects`).
+This is the map job itself (radiff_scale/pipelines/map_job.py: one pipeline, the same
+outputs, truth, manifest and ``resume`` as ``radiff-scale make-map``), reached from
+Python; ``positions`` only changes where the planner puts the objects
+(radiff_scale.mapjob.plan.plan_map with :class:`~radiff_scale.compose.given.GivenObjects`).
 
 Conventions, so that a user can check the result against the input:
 
@@ -89,7 +89,7 @@ class MapResult:
     @classmethod
     def from_run(cls, out: str | Path) -> MapResult:
         """The result of the finished run in ``out`` (its manifest.json is written last)."""
-        from radiff_scale.compose.planner import UnplacedObject
+        from radiff_scale.compose.planner import Refusal, UnplacedObject
 
         out = Path(out)
         try:
@@ -102,7 +102,7 @@ class MapResult:
         return cls(
             out=out, outputs=outputs, placed=int(manifest["counts"]["objects_placed"]),
             unplaced=int(manifest["counts"]["objects_unplaced"]),
-            unplaced_objects=tuple(UnplacedObject(int(u["id"]), str(u["reason"])) for u in unplaced),
+            unplaced_objects=tuple(UnplacedObject(int(u["id"]), Refusal(u["kind"]), str(u["reason"])) for u in unplaced),
             manifest=manifest,
         )
 
@@ -128,12 +128,11 @@ def make_map(
     of the same spec and positions; ``overwrite`` replaces a previous run in ``out``.
     Starts a local Ray (or joins RAY_ADDRESS / an initialised Ray) and leaves it running.
     """
-    from jobs.make_map import run_make_map
     from radiff_scale.compose.spec import MapSpec
+    from radiff_scale.config import load_config
+    from radiff_scale.pipelines.map_job import run_make_map  # Ray and torch: only when a map is made
 
     if isinstance(spec, (str, Path)):
-        from radiff_scale.config import load_config
-
         spec = load_config(MapSpec, spec, {})
     if not isinstance(spec, MapSpec):
         raise RadiffError(f"spec must be a MapSpec or a YAML path, got {type(spec).__name__}")

@@ -17,7 +17,7 @@ from radiff_scale.beam import Beam, gaussian_kernel
 from radiff_scale.classes import CLASS_COLOURS, SourceClass
 from radiff_scale.compose.catalogue import COLUMNS, build_catalogue, mask_shape, measure, write_catalogue
 from radiff_scale.compose.regions import write_ds9_regions
-from radiff_scale.compose.stamp import Stamp
+from radiff_scale.compose.stamps import Stamp
 
 PIX = 1.5  # arcsec per pixel
 BEAM = Beam(6.5, 6.5)
@@ -186,7 +186,8 @@ def test_ds9_regions_parse(tmp_path):
 
 
 def test_plan_place_cut_measure_agree():
-    from radiff_scale.compose.planner import PlacementConfig, place_objects, plan_objects
+    from radiff_scale.compose.placement import place_objects
+    from radiff_scale.compose.planner import PlacementConfig, plan_objects
     from radiff_scale.compose.stamps import cut_stamp
 
     cfg = PlacementConfig(n_objects=6, margin_px=8)

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 from radiff_scale.classes import OBJECT_CLASSES  # noqa: E402
-from radiff_scale.compose.spec import SamplerSpec  # noqa: E402
+from radiff_scale.diffusion.settings import SamplerSpec  # noqa: E402
 from radiff_scale.data.mask_bank import MaskBank  # noqa: E402
 from radiff_scale.diffusion.sampling import sample_tiles  # noqa: E402
 from radiff_scale.models.autoencoder import ae_loss  # noqa: E402
@@ -91,14 +91,14 @@ def test_autoencoder_learns_on_cuda(autocast: bool) -> None:
 
 def test_a_gpu_sampler_actor_samples_in_the_spec_precision() -> None:
     """The actor class Ray places on a GPU (no Ray needed to call it): bf16 by default, fp32 on request."""
-    from actors.tile_sampler import SamplerSettings, TileSampler
+    from actors.tile_sampler import TileSampler
 
     masks, backgrounds, seeds = _objects(8)
     spec = SamplerSpec()
     fields = (spec.name, spec.steps, spec.guidance_mask, spec.guidance_background, spec.eta)
-    bf16 = TileSampler(str(DEMO), SamplerSettings(*fields, gpu_precision=spec.gpu_precision), device="cuda")
+    bf16 = TileSampler(str(DEMO), SamplerSpec(*fields, gpu_precision=spec.gpu_precision), device="cuda")
     assert spec.gpu_precision == "bf16" and bf16.describe()["precision"] == "bf16"
     _, fast = bf16.sample(0, masks, backgrounds, seeds)
-    _, exact = bf16.sample(0, masks, backgrounds, seeds, SamplerSettings(*fields, gpu_precision="fp32"))
+    _, exact = bf16.sample(0, masks, backgrounds, seeds, SamplerSpec(*fields, gpu_precision="fp32"))
     assert np.allclose(exact, _sample(bf16.models, masks, backgrounds, seeds), atol=1e-5)
     assert 0 < np.abs(fast - exact).mean() < 0.02

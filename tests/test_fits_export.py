@@ -13,13 +13,34 @@ from astropy.wcs import WCS
 from radiff_scale.beam import Beam
 from radiff_scale.classes import SourceClass
 from radiff_scale.compose import fits_export
-from radiff_scale.compose.fits_export import export_fits, export_labels_fits
-from radiff_scale.compose.mosaic import create_mosaic
+from radiff_scale.compose.mosaic import create_mosaic, open_mosaic
 from radiff_scale.compose.wcs import MapGeometry
 from radiff_scale.errors import RadiffError
 
 SHAPE = (150, 200)
 
+
+def export_fits(mosaic, out, header, array="image", overwrite=False, progress=None, labels=False):
+    """The export stage's path in one process: lay the file out, write every chunk at its
+    offsets (what each export task does), then rename it into place."""
+    mosaic = open_mosaic(mosaic)
+    layout = (fits_export.labels_layout(mosaic, out, header, overwrite) if labels
+              else fits_export.image_layout(mosaic, out, header, array, overwrite))
+    grid = mosaic.chunk_grid()
+    try:
+        for n, bounds in enumerate(grid, start=1):
+            fits_export.write_chunk_into(layout, bounds, {s.array: mosaic.array(s.array)[bounds.slices]
+                                                          for s in layout.slots})
+            if progress is not None:
+                progress(n, len(grid))
+    except BaseException:
+        fits_export.abandon(layout)
+        raise
+    return fits_export.finish(layout)
+
+
+def export_labels_fits(mosaic, out, header, overwrite=False):
+    return export_fits(mosaic, out, header, overwrite=overwrite, labels=True)
 
 def _geometry(shape=SHAPE) -> MapGeometry:
     return MapGeometry(shape, 2.0, 150.0, 2.5, Beam(12.0, 8.0, 35.0), 8.875e8)

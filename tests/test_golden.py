@@ -33,7 +33,8 @@ def make_small_map(bundle: Path, out: Path) -> dict[str, str]:
     """The map of test_make_map.small_spec (768^2, 14 objects, 2 workers, DDIM 2 steps); its products' sha256."""
     from radiff_scale.api import make_map
     from radiff_scale.compose.planner import PlacementConfig
-    from radiff_scale.compose.spec import MapSpec, SamplerSpec
+    from radiff_scale.compose.spec import MapSpec
+    from radiff_scale.diffusion.settings import SamplerSpec
 
     spec = MapSpec(
         size=768, chunk=256, workers=2, model=str(bundle), seed=3, placement=PlacementConfig(n_objects=14, margin_px=16),

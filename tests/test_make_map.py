@@ -18,11 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 
-from jobs.make_map import add_arguments, spec_from_args
 from jobs.make_map import main as make_map_main
-from jobs.make_map import run_make_map
+from radiff_scale.cli.make_map import add_arguments, spec_from_args
+from radiff_scale.pipelines.map_job import run_make_map
 from radiff_scale.compose.background import SyntheticBackground
-from radiff_scale.compose.spec import MapSpec, SamplerSpec
+from radiff_scale.compose.spec import MapSpec
+from radiff_scale.diffusion.settings import SamplerSpec
 from radiff_scale.compose.planner import PlacementConfig
 from radiff_scale.compose.wcs import MapGeometry
 

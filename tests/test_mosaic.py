@@ -13,19 +13,17 @@ import zarr
 from radiff_scale.beam import Beam
 from radiff_scale.classes import SourceClass
 from radiff_scale.compose import mosaic as mosaic_mod
+from radiff_scale.compose import paint as paint_mod
 from radiff_scale.compose.background import SyntheticBackground
 from radiff_scale.compose.mosaic import (
-    StampBox,
-    StampIndex,
     background_window,
     create_mosaic,
     done_chunks,
     open_mosaic,
-    paint_stamps,
     render_chunk,
-    stamps_for_chunk,
 )
-from radiff_scale.compose.stamp import Stamp
+from radiff_scale.compose.paint import paint_stamps
+from radiff_scale.compose.stamps import Stamp
 from radiff_scale.compose.wcs import MapGeometry
 from radiff_scale.errors import RadiffError
 
@@ -75,11 +73,16 @@ def _reference(stamps: list[Stamp], background: np.ndarray):
 
 def _render_all(path: Path, stamps, background, order=None):
     m = create_mosaic(path, SHAPE, chunk=CHUNK)
-    index = StampIndex(stamps, CHUNK)
     grid = m.chunk_grid()
     for b in order(grid) if order else grid:
-        render_chunk(path, b.index, background, stamps_for_chunk(b, index))
+        render_chunk(path, b.index, background, _touching(stamps, b))
     return m
+
+
+def _touching(stamps, bounds):
+    """The stamps whose box touches a chunk, in id order (the job finds them from footprint boxes)."""
+    return sorted((s for s in stamps if s.overlaps(bounds.row0, bounds.row1, bounds.col0, bounds.col1)),
+                  key=lambda s: s.object_id)
 
 
 def _read(m):
@@ -255,24 +258,6 @@ def test_bad_stamps_and_mismatched_background(tmp_path):
     assert done_chunks(m) == set()
 
 
-def test_stamp_index_agrees_with_brute_force():
-    rng = np.random.default_rng(4)
-    boxes = []
-    for oid in range(1, 300):
-        r0, c0 = (int(v) for v in rng.integers(-20, 1000, 2))
-        h, w = (int(v) for v in rng.integers(1, 200, 2))
-        boxes.append(StampBox(oid, r0, r0 + h, c0, c0 + w))
-    rng.shuffle(boxes)
-    index = StampIndex(boxes, 256)
-    assert len(index) == len(boxes)
-    for r0, r1, c0, c1 in [(0, 256, 0, 256), (256, 512, 768, 1024), (100, 101, 900, 901), (0, 1200, 0, 1200)]:
-        got = [b.object_id for b in stamps_for_chunk((r0, r1, c0, c1), index)]
-        want = sorted(b.object_id for b in boxes if b.overlaps(r0, r1, c0, c1))
-        assert got == want
-    stamp_index = StampIndex(_stamps(), CHUNK)  # Stamps index as well as boxes
-    assert [s.object_id for s in stamp_index.query(0, 128, 0, 128)] == [1, 2]
-
-
 def test_bytes_do_not_depend_on_the_chunk_size(tmp_path):
     """Noise is computed per fixed noise block and stamps add per pixel in id order, so even a
     different chunking (hence a different number of workers) gives the same map."""
@@ -356,7 +341,7 @@ def test_overlap_groups_are_the_connected_components_of_overlap(with_masks):
             plane[rb0:rb1, cb0:cb1] += masks[b]
             return bool((plane == 2).any())
 
-        groups = mosaic_mod._overlap_groups(boxes, masks if with_masks else None)
+        groups = paint_mod._overlap_groups(boxes, masks if with_masks else None)
         assert sorted(k for g in groups for k in g) == list(range(n))
         assert all(g == sorted(g) for g in groups)
         label = {k: gi for gi, g in enumerate(groups) for k in g}
@@ -372,7 +357,7 @@ def test_overlap_groups_are_the_connected_components_of_overlap(with_masks):
                         todo.append(b)
             assert reached == set(g)
         if with_masks:
-            assert len(groups) >= len(mosaic_mod._overlap_groups(boxes))
+            assert len(groups) >= len(paint_mod._overlap_groups(boxes))
 
 
 @pytest.mark.parametrize("name", ["image", "class", "instance"])
@@ -433,7 +418,7 @@ def test_painting_never_writes_into_a_background_sources_memory(tmp_path):
 
 
 def test_tile_store_codecs_and_batch_reads(tmp_path):
-    from radiff_scale.compose import tile_store
+    from radiff_scale.mapjob import tiles as tile_store
 
     rng = np.random.default_rng(2)
     tiles = rng.random((10, 128, 128), dtype=np.float32)
@@ -458,9 +443,10 @@ def test_tile_store_codecs_and_batch_reads(tmp_path):
 def _chunk_run(root: Path, n: int = 24):
     """A run folder as the map job leaves it before the stamp stage: mosaic, tile store, and
     the placement records (tile origins, footprint boxes and crops, ranks); and the masks."""
-    from radiff_scale.compose import tile_store
-    from radiff_scale.compose.rundir import RunDir
     from radiff_scale.data.preprocess import PreprocessParams
+    from radiff_scale.mapjob import tiles as tile_store
+    from radiff_scale.mapjob.plan import Footprint, PlannedObject
+    from radiff_scale.mapjob.rundir import RunDir
 
     run = RunDir(root)
     run.work.mkdir(parents=True)
@@ -482,13 +468,13 @@ def _chunk_run(root: Path, n: int = 24):
         fp = (max(fp[0], 0), min(fp[1], SHAPE[0]), max(fp[2], 0), min(fp[3], SHAPE[1]))
         if fp[0] >= fp[1] or fp[2] >= fp[3]:
             fp = (0, 1, 0, 1)
-        records.append({
-            "object_id": 100 + 3 * rank, "class_id": class_id, "k": float(rng.uniform(1, 10)), "seed": rank,
-            "row0": row0, "col0": col0, "rank": rank, "sigma_local": 1e-4,
-            "fp_row0": fp[0], "fp_row1": fp[1], "fp_col0": fp[2], "fp_col1": fp[3], "bank_index": -1,
-            "footprint": (int(rows.min()), int(cols.min()),
-                          disc[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].copy()),
-        })
+        crop = disc[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].copy()
+        records.append(PlannedObject(
+            object_id=100 + 3 * rank, class_id=class_id, k=float(rng.uniform(1, 10)), seed=rank,
+            row0=row0, col0=col0, rank=rank, sigma_local=1e-4,
+            fp_row0=fp[0], fp_row1=fp[1], fp_col0=fp[2], fp_col1=fp[3], bank_index=-1,
+            footprint=Footprint(crop, int(rows.min()), int(cols.min()), class_id),
+        ))
     tile_store.create_store(run.tiles, n, 5, "float32")
     for batch in range(tile_store.n_batches(n, 5)):
         tile_store.write_batch(run.tiles, batch, 5, tiles[tile_store.batch_slice(batch, n, 5)])
@@ -502,10 +488,9 @@ def test_stamp_stage_and_chunk_owners_do_not_depend_on_the_batch_size(tmp_path):
     and painted by chunk owners from the stamp store: the chunks and the catalogue do not depend on
     the batch size, and equal a whole-map painting of stamps cut the plain way (whole tile
     through the inverse)."""
-    from radiff_scale.compose import tile_store
-    from radiff_scale.compose.chunk_work import chunks_touched, compose_chunk
-    from radiff_scale.compose.planner import PlacedObject
-    from radiff_scale.compose.stamp_work import cut_batch, read_catalogue_parts
+    from radiff_scale.mapjob import tiles as tile_store
+    from radiff_scale.mapjob.chunks import compose_chunk, ranks_by_chunk
+    from radiff_scale.mapjob.stamps import cut_stamp_batch, read_catalogue_parts
     from radiff_scale.compose.stamps import cut_stamp
     from radiff_scale.data.preprocess import inverse_preprocess
     from radiff_scale.data.stretch import ZScaleTanhStretch
@@ -516,12 +501,9 @@ def test_stamp_stage_and_chunk_owners_do_not_depend_on_the_batch_size(tmp_path):
         run, records, tiles, masks, params = _chunk_run(tmp_path / f"b{batch_size}")
         for batch in range(tile_store.n_batches(len(records), batch_size)):
             objects = records[tile_store.batch_slice(batch, len(records), batch_size)]
-            outcome = cut_batch(run.root, batch, batch_size, objects, geometry, ZScaleTanhStretch(params.to_dict()))
+            outcome = cut_stamp_batch(run.root, batch, batch_size, objects, geometry, ZScaleTanhStretch(params.to_dict()))
             assert outcome.n_stamps == len(objects)
-        by_chunk: dict = {}
-        for r in records:
-            for index in chunks_touched((r["fp_row0"], r["fp_row1"], r["fp_col0"], r["fp_col1"]), CHUNK):
-                by_chunk.setdefault(index, []).append(r["rank"])
+        by_chunk = ranks_by_chunk(records, CHUNK)
         for b in open_mosaic(run.mosaic).chunk_grid():
             compose_chunk(run.root, b.index, by_chunk.get(b.index, []), batch_size, _background())
         results.append((_read(open_mosaic(run.mosaic)), read_catalogue_parts(run.catalogue_parts)))
@@ -530,8 +512,7 @@ def test_stamp_stage_and_chunk_owners_do_not_depend_on_the_batch_size(tmp_path):
         assert first[name].tobytes() == second[name].tobytes()
     assert cat_a.equals(cat_b) and cat_a.num_rows == len(records)
     stamps = [
-        cut_stamp(PlacedObject(r["object_id"], r["class_id"], r["k"], r["seed"], r["row0"], r["col0"]),
-                  tiles[r["rank"]], masks[r["rank"]] > 0, r["sigma_local"], lambda y: inverse_preprocess(y, params))
+        cut_stamp(r.placed(), tiles[r.rank], masks[r.rank] > 0, r.sigma_local, lambda y: inverse_preprocess(y, params))
         for r in records
     ]
     clipped = []
@@ -550,7 +531,7 @@ def test_stamp_stage_and_chunk_owners_do_not_depend_on_the_batch_size(tmp_path):
 def test_chunk_owners_reopen_a_different_mosaic_made_at_the_same_path(tmp_path):
     """Workers keep the mosaic open between chunks; one recreated under the same path with
     another chunk size (--overwrite in a live Ray session) must not be served stale."""
-    from radiff_scale.compose.chunk_work import worker_mosaic
+    from radiff_scale.mapjob.chunks import worker_mosaic
 
     path = tmp_path / "m.zarr"
     create_mosaic(path, (256, 256), chunk=64)

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from radiff_scale.classes import SourceClass
+from radiff_scale.compose.placement import place_at, place_objects
 from radiff_scale.compose.planner import (
     ObjectPlan,
     PlacementConfig,
-    place_at,
-    place_objects,
     plan_given,
     plan_objects,
 )

@@ -8,10 +8,30 @@ from PIL import Image
 
 from radiff_scale.classes import CLASS_COLOURS, SourceClass
 from radiff_scale.compose.mosaic import create_mosaic
-from radiff_scale.compose.quicklook import asinh_stretch, mosaic_canvas, outline_pixels, reduce_chunk, write_quicklook
+from radiff_scale.compose.quicklook import (
+    QuicklookCanvas,
+    asinh_stretch,
+    outline_pixels,
+    quicklook_factor,
+    reduce_chunk,
+    save_quicklook,
+)
 from radiff_scale.errors import RadiffError
 
 SHAPE = (300, 200)
+
+
+def mosaic_canvas(mosaic, factor):
+    """The export stage's quick-look path in one process: every chunk reduced, pieces added in order."""
+    canvas = QuicklookCanvas(mosaic.shape, factor)
+    for bounds in mosaic.chunk_grid():
+        canvas.add(reduce_chunk(mosaic.array("image")[bounds.slices], mosaic.array("class")[bounds.slices],
+                                bounds, factor))
+    return canvas
+
+
+def write_quicklook(mosaic, out, max_size, outlines=True):
+    return save_quicklook(mosaic_canvas(mosaic, quicklook_factor(mosaic.shape, max_size)), out, outlines)
 
 
 @pytest.fixture()

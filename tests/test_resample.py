@@ -76,14 +76,14 @@ def test_resampling_is_deterministic_and_identity_at_zoom_one() -> None:
 
 def test_the_sampler_actor_resamples_around_the_model(tiny_bundle: Path) -> None:
     """Same masks, zoom 1 vs 5/3: the zoomed tile is a map-scale tile, the same alone or in a batch."""
-    from actors.tile_sampler import SamplerSettings, TileSampler
+    from actors.tile_sampler import TileSampler
+    from radiff_scale.diffusion.settings import SamplerSpec
 
-    sampler = TileSampler(str(tiny_bundle), SamplerSettings("ddim", 2, 1.0, 1.0, 0.0))
+    sampler = TileSampler(str(tiny_bundle), SamplerSpec("ddim", 2, 1.0, 1.0, 0.0))
     masks = np.stack([_disc(12.0), _disc(20.0)]) * 3
     plain = sampler.sample(0, masks, None, [1, 2])[1]
-    zoomed_settings = SamplerSettings("ddim", 2, 1.0, 1.0, 0.0, zoom=5.0 / 3.0)
-    zoomed = sampler.sample(0, masks, None, [1, 2], settings=zoomed_settings)[1]
+    zoomed = sampler.sample(0, masks, None, [1, 2], zoom=5.0 / 3.0)[1]
     assert zoomed.shape == plain.shape == (2, 128, 128) and np.isfinite(zoomed).all()
     assert not np.allclose(zoomed, plain)
-    alone = sampler.sample(0, masks[1:], None, [2], settings=zoomed_settings)[1]
+    alone = sampler.sample(0, masks[1:], None, [2], zoom=5.0 / 3.0)[1]
     np.testing.assert_allclose(alone[0], zoomed[1], atol=1e-5)

@@ -11,18 +11,19 @@ import numpy as np
 import pytest
 import zarr
 
-from actors.pool import run_on_actors
+from actors.scheduler import run_on_actors
 from actors.sampling_stage import ArrayBatches, sample_to_store
-from actors.tile_sampler import SamplerSettings, make_sampler_pool
+from actors.tile_sampler import make_sampler_pool
+from radiff_scale.diffusion.settings import SamplerSpec
 from radiff_scale.classes import OBJECT_CLASSES
-from radiff_scale.compose import tile_store
+from radiff_scale.mapjob import tiles as tile_store
 from radiff_scale.data.mask_bank import MaskBank
 from radiff_scale.seeding import derive_rng, derive_seed
 
 #: Two DDIM steps with mask guidance (three network evaluations per step with backgrounds).
-SETTINGS = SamplerSettings("ddim", 2, 1.5, 1.0, 0.0)
+SETTINGS = SamplerSpec("ddim", 2, 1.5, 1.0, 0.0)
 #: The same without guidance (one evaluation per step), for the long run.
-FAST = SamplerSettings("ddim", 2, 1.0, 1.0, 0.0)
+FAST = SamplerSpec("ddim", 2, 1.0, 1.0, 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def test_a_cpu_sampler_ignores_the_gpu_precision(objects, tiny_bundle: Path) -> 
     from radiff_scale.diffusion.sampling import sample_tiles
 
     masks, backgrounds, seeds = (part[:2] for part in objects)
-    sampler = TileSampler(str(tiny_bundle), SamplerSettings("ddim", 2, 1.5, 1.0, 0.0, gpu_precision="bf16"), threads=1)
+    sampler = TileSampler(str(tiny_bundle), SamplerSpec("ddim", 2, 1.5, 1.0, 0.0, gpu_precision="bf16"), threads=1)
     assert sampler.describe()["precision"] == "fp32"
     _, tiles = sampler.sample(0, masks, backgrounds, seeds)
     exact = sample_tiles(sampler.models, masks, backgrounds, seeds, 2, (1.5, 1.0), "ddim")

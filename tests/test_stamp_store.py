@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radiff_scale.compose import stamp_store
-from radiff_scale.compose.rundir import replace_when_done
-from radiff_scale.compose.stamp import Stamp
+from radiff_scale.atomic import replace_when_done
+from radiff_scale.compose.stamps import Stamp
+from radiff_scale.mapjob import stamps as stamp_store
 
 
 def _stamp(rng: np.random.Generator, object_id: int) -> Stamp:

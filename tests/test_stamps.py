@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from radiff_scale.compose.planner import PlacedObject
-from radiff_scale.compose.stamp import Stamp
+from radiff_scale.compose.stamps import Stamp
 from radiff_scale.compose.stamps import NORM_ABS, NORM_PEAK, NORM_ZERO, cut_stamp
 
 SIZE = 128

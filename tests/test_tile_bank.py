@@ -12,30 +12,31 @@ import pytest
 from astropy.io import fits
 
 from jobs.make_map import main as make_map_main
-from jobs.make_map import _geometry_and_background, run_make_map
 from radiff_scale.classes import OBJECT_CLASSES, SourceClass
-from radiff_scale.compose import tile_store
 from radiff_scale.compose.background import SyntheticBackground
-from radiff_scale.compose.placement_stage import plan_map
 from radiff_scale.compose.planner import PlacementConfig
-from radiff_scale.compose.spec import MapSpec, SamplerSpec
+from radiff_scale.compose.spec import MapSpec
+from radiff_scale.diffusion.settings import SamplerSpec
 from radiff_scale.compose.tile_bank import (
     N_TRANSFORMS,
-    BankSampler,
     TileBank,
     build_tile_bank,
     decode,
     dihedral,
-    fill_store_from_bank,
 )
 from radiff_scale.compose.wcs import MapGeometry
 from radiff_scale.errors import RadiffError
+from radiff_scale.mapjob import tiles as tile_store
+from radiff_scale.mapjob.inputs import geometry_and_background
+from radiff_scale.mapjob.plan import plan_map
+from radiff_scale.mapjob.tiles import fill_store_from_bank
+from radiff_scale.pipelines.map_job import run_make_map
 
 
 @pytest.fixture(scope="module")
 def bank_path(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bank") / "bank.npz"
-    build_tile_bank(tiny_bundle, 6, out, seed=4, sampler=BankSampler("ddim", 2, 1.5, 3))
+    build_tile_bank(tiny_bundle, 6, out, seed=4, sampler=SamplerSpec(name="ddim", steps=2, guidance_mask=1.5, batch_size=3))
     return out
 
 
@@ -126,7 +127,7 @@ def test_map_from_a_bank_has_exact_truth_and_says_so(bank_path: Path, tmp_path: 
     bank = TileBank.load(bank_path)
     drawn = [bank.draw(code) for code in range(len(bank) * N_TRANSFORMS)]
     ranks = list(range(manifest["counts"]["objects_placed"]))
-    geometry, _, sigma = _geometry_and_background(spec)  # the job's plan, made again from the spec alone
+    geometry, _, sigma = geometry_and_background(spec)  # the job's plan, made again from the spec alone
     planned = plan_map(spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma,
                        chunk=spec.chunk)
     masks = planned.masks[0 : len(ranks)]

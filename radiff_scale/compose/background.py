@@ -14,6 +14,7 @@ import os
 import threading
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -21,8 +22,10 @@ import numpy as np
 from astropy.io import fits
 from scipy import fft as sp_fft
 
-from radiff_scale.compose.wcs import MapGeometry, find_image_hdu, image_shape, open_fits, read_map_unit, unit_scale
+from radiff_scale.compose.wcs import MapGeometry, find_image_hdu, image_shape, open_fits
 from radiff_scale.errors import RadiffError
+from radiff_scale.fits_header import read_map_unit, unit_scale
+from radiff_scale.fits_types import STORED_DTYPES
 
 
 @runtime_checkable
@@ -81,7 +84,7 @@ class FitsBackground:
             self._blank = header.get("BLANK") if bitpix > 0 else None
             # Byte offset of the pixels (None: compressed, read through astropy).
             self._offset = None if isinstance(hdu, fits.CompImageHDU) else int(hdul.fileinfo(self._hdu_index)["datLoc"])
-        self._dtype = np.dtype(_BITPIX_DTYPES[bitpix])
+        self._dtype = np.dtype(STORED_DTYPES[bitpix])
         self._trivial = self._bscale == 1.0 and self._bzero == 0.0 and self._blank is None and self.unit_scale == 1.0
         self.nan_count = self._count_blank(scan_rows)
         if self.nan_count == self._shape[0] * self._shape[1]:
@@ -174,10 +177,6 @@ class FitsBackground:
         self._lock = threading.Lock()
 
 
-#: FITS BITPIX -> stored numpy dtype (FITS data are big-endian).
-_BITPIX_DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-
-
 def _pair(a: int, b: int) -> int:
     """Szudzik's pairing of two non-negative ints: a tile's seed index that ignores the map size."""
     return a * a + a + b if a >= b else a + b * b
@@ -220,6 +219,22 @@ class _TileMemo:
     def __init__(self) -> None:
         self.tiles: dict[tuple[int, int], np.ndarray] = {}
         self.generator = np.random.Generator(np.random.PCG64DXSM())
+
+
+def paste_blocks(out: np.ndarray, row0: int, col0: int, size: int,
+                 block: Callable[[int, int], np.ndarray]) -> Iterator[int]:
+    """Fill ``out`` -- the window of the pixel plane at (row0, col0) -- from the ``size`` x ``size``
+    blocks of a grid (``block(i, j)`` gives block (i, j)), one block row at a time; yields
+    each block row's index once it is pasted, so a caller can drop what it no longer needs."""
+    row1, col1 = row0 + out.shape[0], col0 + out.shape[1]
+    for i in range(row0 // size, (row1 - 1) // size + 1):
+        r0, r1 = max(row0, i * size), min(row1, (i + 1) * size)
+        for j in range(col0 // size, (col1 - 1) // size + 1):
+            c0, c1 = max(col0, j * size), min(col1, (j + 1) * size)
+            data = block(i, j)
+            out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = data[r0 - i * size : r1 - i * size,
+                                                                      c0 - j * size : c1 - j * size]
+        yield i
 
 
 class SyntheticBackground:
@@ -292,14 +307,9 @@ class SyntheticBackground:
 
     def _white_window(self, row0: int, row1: int, col0: int, col1: int, memo: _TileMemo) -> np.ndarray:
         """White noise over any window of the pixel plane (negative or past-the-edge coordinates included)."""
-        t = NOISE_TILE
         out = np.empty((row1 - row0, col1 - col0), dtype=np.float32)
-        for ti in range(row0 // t, (row1 - 1) // t + 1):
-            r0, r1 = max(row0, ti * t), min(row1, (ti + 1) * t)
-            for tj in range(col0 // t, (col1 - 1) // t + 1):
-                c0, c1 = max(col0, tj * t), min(col1, (tj + 1) * t)
-                tile = self._tile(ti, tj, memo)
-                out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = tile[r0 - ti * t : r1 - ti * t, c0 - tj * t : c1 - tj * t]
+        for _ in paste_blocks(out, row0, col0, NOISE_TILE, lambda ti, tj: self._tile(ti, tj, memo)):
+            pass
         return out
 
     def _kernel_transform(self, fshape: tuple[int, int]) -> np.ndarray:
@@ -368,12 +378,7 @@ class SyntheticBackground:
         if out.size == 0:
             return out
         memo = _TileMemo()
-        for bi in range(row0 // b, (row1 - 1) // b + 1):
-            r0, r1 = max(row0, bi * b), min(row1, (bi + 1) * b)
-            for bj in range(col0 // b, (col1 - 1) // b + 1):
-                c0, c1 = max(col0, bj * b), min(col1, (bj + 1) * b)
-                noise = self._noise_block(bi, bj, memo)
-                out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = noise[r0 - bi * b : r1 - bi * b, c0 - bj * b : c1 - bj * b]
+        for bi in paste_blocks(out, row0, col0, b, lambda i, j: self._noise_block(i, j, memo)):
             # Blocks go row by row: tiles wholly above the next block row's halo are done with,
             # so a tall read holds about two block rows of white noise, not all of it.
             first_needed = ((bi + 1) * b - self.halo) // t

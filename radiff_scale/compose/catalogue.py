@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 
 from radiff_scale.beam import Beam
 from radiff_scale.classes import class_from_id
-from radiff_scale.compose.rundir import replace_when_done
-from radiff_scale.compose.stamp import Stamp
+from radiff_scale.atomic import replace_when_done
+from radiff_scale.compose.stamps import Stamp
 
 #: sqrt(8 ln 2): FWHM of a Gaussian in units of its sigma.
 SIGMA_TO_FWHM = math.sqrt(8.0 * math.log(2.0))

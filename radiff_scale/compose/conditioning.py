@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from radiff_scale.compose.background import BackgroundSource
+from radiff_scale.constants import TILE
 from radiff_scale.data.stretch import Stretch
-from radiff_scale.errors import RadiffError
-
-TILE = 128
+from radiff_scale.errors import FlatImageError
 
 
 def read_padded(source: BackgroundSource, row0: int, col0: int, size: int = TILE) -> np.ndarray:
@@ -34,6 +33,6 @@ def background_patches(source: BackgroundSource, origins: list[tuple[int, int]],
         window = read_padded(source, row0, col0)
         try:
             patches[i] = stretch.encode(window)
-        except RadiffError:  # a constant window (e.g. a blanked region): nothing to condition on
+        except FlatImageError:  # a constant window (e.g. a blanked region): nothing to condition on
             patches[i] = 0.0
     return patches

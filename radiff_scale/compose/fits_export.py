@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +27,9 @@ import numpy as np
 from astropy.io import fits
 
 from radiff_scale.classes import SourceClass
-from radiff_scale.compose.mosaic import ChunkBounds, Mosaic, open_mosaic
+from radiff_scale.compose.mosaic import ChunkBounds, Mosaic
 from radiff_scale.errors import RadiffError
-
-#: FITS BITPIX for the dtypes a mosaic holds (uint8 is FITS' native unsigned byte).
-BITPIX: dict[str, int] = {"uint8": 8, "int16": 16, "int32": 32, "float32": -32, "float64": -64}
-
-#: BITPIX -> the stored (big-endian) dtype of a pixel.
-_STORED_DTYPES: dict[int, str] = {b: np.dtype(name).newbyteorder(">").str for name, b in BITPIX.items()}
+from radiff_scale.fits_types import STORED_DTYPES, bitpix_of
 
 #: FITS files are made of blocks of this many bytes.
 FITS_BLOCK = 2880
@@ -44,7 +39,6 @@ _NAXIS_N = re.compile(r"^NAXIS\d+$")
 #: Keywords of the image that would be wrong on a label map.
 _IMAGE_ONLY = {"BUNIT", "BTYPE", "DATAMIN", "DATAMAX"}
 
-ProgressFn = Callable[[int, int], None]
 
 
 def hdu_header(
@@ -65,15 +59,13 @@ def hdu_header(
     for key, want in (("NAXIS1", cols), ("NAXIS2", rows)):
         if key in header and int(header[key]) != want:
             raise RadiffError(f"header {key}={header[key]} does not match the mosaic shape {shape}")
-    name = np.dtype(dtype).name
-    if name not in BITPIX:
-        raise ValueError(f"no FITS BITPIX for dtype {name}")
+    bitpix = bitpix_of(dtype)
     h = fits.Header()
     if primary:
         h["SIMPLE"] = (True, "conforms to FITS standard")
     else:
         h["XTENSION"] = ("IMAGE", "image extension")
-    h["BITPIX"] = BITPIX[name]
+    h["BITPIX"] = bitpix
     h["NAXIS"] = 2
     h["NAXIS1"] = cols
     h["NAXIS2"] = rows
@@ -152,7 +144,7 @@ def lay_out_fits(out_path: str | Path, hdus: Sequence[tuple[str, fits.Header]], 
     slots, pieces, position = [], [], 0
     for array, header in hdus:
         text = header.tostring(sep="", endcard=True, padding=True).encode("ascii")
-        dtype = _STORED_DTYPES[int(header["BITPIX"])]
+        dtype = STORED_DTYPES[int(header["BITPIX"])]
         if (int(header["NAXIS2"]), int(header["NAXIS1"])) != tuple(shape):
             raise RadiffError(f"header of {array!r} is {header['NAXIS2']}x{header['NAXIS1']}, the mosaic {shape}")
         pieces.append((position, text))
@@ -229,48 +221,3 @@ def labels_layout(mosaic: Mosaic, out_path: str | Path, header: fits.Header, ove
     map (extension 'INSTANCE', BITPIX 32), both with the image's WCS."""
     cls_header, inst_header = label_headers(header, mosaic.shape)
     return lay_out_fits(out_path, [("class", cls_header), ("instance", inst_header)], mosaic.shape, overwrite)
-
-
-def _export(mosaic: Mosaic, layout: FitsLayout, progress: ProgressFn | None) -> Path:
-    """Fill a layout chunk by chunk in this process (the map job spreads this over workers)."""
-    grid = mosaic.chunk_grid()
-    try:
-        for n, bounds in enumerate(grid, start=1):
-            arrays = {slot.array: mosaic.array(slot.array)[bounds.slices] for slot in layout.slots}
-            write_chunk_into(layout, bounds, arrays)
-            if progress is not None:
-                progress(n, len(grid))
-    except BaseException:
-        abandon(layout)
-        raise
-    return finish(layout)
-
-
-def export_fits(
-    mosaic_path: Mosaic | str | Path,
-    out_path: str | Path,
-    header: fits.Header,
-    array: str = "image",
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-) -> Path:
-    """One mosaic array as a single-HDU FITS file; returns the final path.
-
-    ``header`` supplies WCS, beam, frequency, unit and the caller's seed/version
-    keywords (e.g. ``MapGeometry.header()`` plus extras); its structural keywords are
-    rewritten to match the array. ``progress(done, total)`` counts chunks.
-    """
-    mosaic = open_mosaic(mosaic_path)
-    return _export(mosaic, image_layout(mosaic, out_path, header, array, overwrite), progress)
-
-
-def export_labels_fits(
-    mosaic_path: Mosaic | str | Path,
-    out_path: str | Path,
-    header: fits.Header,
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-) -> Path:
-    """Class map and instance map in one file (see :func:`labels_layout`)."""
-    mosaic = open_mosaic(mosaic_path)
-    return _export(mosaic, labels_layout(mosaic, out_path, header, overwrite), progress)

@@ -2,17 +2,18 @@
 
 What :func:`radiff_scale.api.make_map` takes as ``positions``: RA/Dec (deg) or 0-based
 pixel x/y, optionally a class (name, alias or id) and k (peak S/N) per row. Rows become
-:class:`~radiff_scale.compose.placement_stage.GivenObjects` in the map's pixels; the
+:class:`~radiff_scale.compose.given.GivenObjects` in the map's pixels; the
 conventions (id = row + 1, mask-centroid placement, what a missing class or k means)
-are in :mod:`radiff_scale.api`. Catalogue files: Parquet, CSV, FITS tables and
-whitespace text (SDC1's truth catalogue format), with tolerant column names.
+are in :mod:`radiff_scale.api`. Catalogue files (Parquet, CSV, FITS tables and
+whitespace text, SDC1's truth catalogue format) are read into plain columns by
+:mod:`radiff_scale.compose.catalogue_readers`; finding the position, class and k columns
+among them, by tolerant names, is done here.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from radiff_scale.classes import OBJECT_CLASSES, class_from_id, class_from_name
+from radiff_scale.compose.catalogue_readers import read_catalogue_columns
 from radiff_scale.errors import RadiffError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from radiff_scale.compose.placement_stage import GivenObjects
+    from radiff_scale.compose.given import GivenObjects
     from radiff_scale.compose.wcs import MapGeometry
 
 #: Column names recognised, after lower-casing and dropping everything but letters and
@@ -38,12 +40,6 @@ X_NAMES = ("x", "xpix", "xpixel", "xcentroid", "xc")
 Y_NAMES = ("y", "ypix", "ypixel", "ycentroid", "yc")
 CLASS_NAMES = ("class", "classname", "classid", "objectclass")
 K_NAMES = ("k", "snr", "peaksnr")
-
-#: File suffixes of each catalogue reader.
-SUFFIXES = {
-    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
-    ".fits.gz": "fits", ".txt": "text", ".dat": "text", ".cat": "text",
-}
 
 
 def _normalise(name: str) -> str:
@@ -175,7 +171,7 @@ class Positions:
 
     def resolve(self, geometry: MapGeometry) -> GivenObjects:
         """The objects in pixels of ``geometry``'s map (what the planner places)."""
-        from radiff_scale.compose.placement_stage import GivenObjects
+        from radiff_scale.compose.given import GivenObjects
 
         if self.coords == "pixel":
             rows, cols = self.y, self.x
@@ -191,9 +187,6 @@ class Positions:
         return {"source": self.source, "rows": len(self), "coords": self.coords,
                 "classes_given": int(np.count_nonzero(self.classes >= 0)),
                 "k_given": int(np.count_nonzero(~np.isnan(self.k)))}
-
-
-# ---- reading catalogue files ---------------------------------------------------------------
 
 
 def positions_from_catalogue(
@@ -229,95 +222,6 @@ def positions_from_catalogue(
     data = read_catalogue_columns(path)
     return _positions_from_columns(data, str(path), coords=coords, ra=ra, dec=dec, x=x, y=y,
                                    class_column=class_column, class_map=class_map, k_column=k_column)
-
-
-def read_catalogue_columns(path: str | Path) -> dict[str, np.ndarray]:
-    """Every 1-D column of a catalogue file, by its name in the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise RadiffError(f"catalogue {path}: no such file")
-    name = path.name.lower()
-    kind = next((kind for suffix, kind in SUFFIXES.items() if name.endswith(suffix)), None)
-    if kind is None:
-        raise RadiffError(f"catalogue {path}: unknown format (expected .fits, .csv, .parquet or a .txt table)")
-    try:
-        data = {"parquet": _read_parquet, "csv": _read_csv, "fits": _read_fits, "text": _read_text}[kind](path)
-    except RadiffError:
-        raise
-    except Exception as exc:  # noqa: BLE001 -- any reader failure is a bad input file, said in one line
-        message = " ".join(str(exc).split())[:200]
-        raise RadiffError(f"catalogue {path}: cannot read it as {kind} ({type(exc).__name__}: {message})") from None
-    if not data:
-        raise RadiffError(f"catalogue {path}: no columns")
-    return data
-
-
-def _read_parquet(path: Path) -> dict[str, np.ndarray]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    return {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names}
-
-
-def _read_csv(path: Path) -> dict[str, np.ndarray]:
-    import pyarrow.csv as pacsv
-
-    table = pacsv.read_csv(path)
-    return {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names}
-
-
-def _read_fits(path: Path) -> dict[str, np.ndarray]:
-    from astropy.io import fits
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # non-standard units in real catalogues are not our concern here
-        with fits.open(path, memmap=False) as hdul:
-            table = next((h for h in hdul if isinstance(h, (fits.BinTableHDU, fits.TableHDU))), None)
-            if table is None:
-                raise RadiffError(f"catalogue {path}: no table extension in this FITS file")
-            return {col.name: np.array(table.data[col.name]) for col in table.columns
-                    if np.ndim(table.data[col.name]) == 1}
-
-
-_SDC_COLUMN = re.compile(r"^COLUMN(\d+):\s*(.*?)\s*(\[|$)")
-
-
-def _read_text(path: Path) -> dict[str, np.ndarray]:
-    """Numbers only, below one header line (or SDC1-style ``COLUMNn:`` descriptions, whose
-    notes may run over several lines), and one number per column in every row: a line that
-    does not fit is an error, never skipped."""
-    described: dict[int, str] = {}
-    header: list[str] | None = None
-    rows: list[list[float]] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            match = _SDC_COLUMN.match(text)
-            if match and not rows:
-                described[int(match.group(1))] = match.group(2)
-                continue
-            words = text.split()
-            try:
-                rows.append([float(w) for w in words])
-            except ValueError:
-                if rows or (header is not None and not described):  # one header line, or SDC1-style notes
-                    raise RadiffError(f"catalogue {path}: line {number} is not all numbers (text catalogues "
-                                      "hold numbers only; use CSV for class names)") from None
-                if header is None:
-                    header = words
-                continue
-            width = len(described) or (len(header) if header else 0)
-            if width and len(words) != width:
-                raise RadiffError(f"catalogue {path}: line {number} has {len(words)} values for {width} columns")
-    names = [described[i] for i in sorted(described)] if described else header
-    if not names:
-        raise RadiffError(f"catalogue {path}: no column names (a header line or COLUMNn: lines)")
-    if not rows:
-        raise RadiffError(f"catalogue {path}: no data rows")
-    values = np.array(rows, dtype=np.float64)
-    return {name: values[:, i] for i, name in enumerate(names)}
 
 
 def _find(data: Mapping[str, np.ndarray], explicit: str | None, candidates: Sequence[str], what: str,

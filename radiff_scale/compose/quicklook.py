@@ -16,7 +16,6 @@ object outlines are drawn in the class colours of :data:`radiff_scale.classes.CL
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from radiff_scale.classes import CLASS_COLOURS, SourceClass
-from radiff_scale.compose.mosaic import ChunkBounds, Mosaic, open_mosaic
+from radiff_scale.atomic import replace_when_done
+from radiff_scale.compose.mosaic import ChunkBounds
 from radiff_scale.errors import RadiffError
 
 #: Default longest side of the PNG, in pixels.
@@ -142,15 +142,6 @@ def outline_pixels(classes: np.ndarray) -> np.ndarray:
     return edge & (classes > 0)
 
 
-def mosaic_canvas(mosaic: Mosaic, factor: int) -> QuicklookCanvas:
-    """A canvas filled chunk by chunk in this process (the map job spreads this over workers)."""
-    canvas = QuicklookCanvas(mosaic.shape, factor)
-    for bounds in mosaic.chunk_grid():
-        canvas.add(reduce_chunk(mosaic.array("image")[bounds.slices], mosaic.array("class")[bounds.slices],
-                                bounds, factor))
-    return canvas
-
-
 def save_quicklook(canvas: QuicklookCanvas, out_png: str | Path, outlines: bool = True) -> Path:
     """Write the PNG of a filled canvas: greyscale ('L') without outlines, RGB with them.
 
@@ -170,21 +161,4 @@ def save_quicklook(canvas: QuicklookCanvas, out_png: str | Path, outlines: bool 
         picture = Image.fromarray(grey)
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        picture.save(tmp, format="PNG")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
-
-
-def write_quicklook(
-    mosaic_path: Mosaic | str | Path,
-    out_png: str | Path,
-    max_size: int = QUICKLOOK_MAX_SIZE,
-    outlines: bool = True,
-) -> Path:
-    """Write a PNG no larger than ``max_size`` on either side, reducing chunks in this process."""
-    mosaic = open_mosaic(mosaic_path)
-    return save_quicklook(mosaic_canvas(mosaic, quicklook_factor(mosaic.shape, max_size)), out_png, outlines)
+    return replace_when_done(out, lambda tmp: picture.save(tmp, format="PNG"))

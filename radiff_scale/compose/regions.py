@@ -14,11 +14,11 @@ Conversions (catalogue -> DS9):
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pyarrow as pa
 
+from radiff_scale.atomic import write_bytes_atomic
 from radiff_scale.classes import CLASS_COLOURS, class_from_id
 
 HEADER = (
@@ -59,14 +59,5 @@ def write_ds9_regions(table: pa.Table, path: str | Path) -> Path:
     """Write the DS9 region file for a catalogue table (temporary name, renamed when complete)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(HEADER)
-            for line in region_lines(table):
-                fh.write(line + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    text = HEADER + "".join(line + "\n" for line in region_lines(table))
+    return write_bytes_atomic(path, text.encode("utf-8"))

@@ -19,9 +19,7 @@ import numpy as np
 
 from radiff_scale.compose.background import BackgroundSource
 from radiff_scale.errors import RadiffError
-
-#: Gaussian sigma from the median absolute deviation.
-MAD_TO_SIGMA = 1.4826
+from radiff_scale.robust import robust_sigma
 
 
 @dataclass(frozen=True)
@@ -61,12 +59,8 @@ class SigmaMap:
 
 
 def robust_rms(values: np.ndarray, min_valid: int = 16) -> float:
-    """1.4826 * MAD of the non-zero finite values (zeros are blanked pixels), NaN if too few."""
-    v = values[np.isfinite(values) & (values != 0)].astype(np.float64, copy=False)
-    if v.size < min_valid:
-        return math.nan
-    med = np.median(v)
-    rms = MAD_TO_SIGMA * float(np.median(np.abs(v - med)))
+    """1.4826 * MAD of the non-zero finite values (zeros are blanked pixels), NaN if too few or zero."""
+    rms = robust_sigma(values, zeros_are_blank=True, min_valid=min_valid)
     return rms if rms > 0 else math.nan
 
 

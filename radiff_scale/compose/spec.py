@@ -17,14 +17,10 @@ from typing import Any
 
 from radiff_scale.beam import Beam
 from radiff_scale.compose.planner import PlacementConfig
+from radiff_scale.compose.sources import MaskSource, TileSource
 from radiff_scale.config import to_dict
+from radiff_scale.diffusion.settings import SamplerSpec
 from radiff_scale.errors import RadiffError
-
-#: Samplers the tile stage accepts (names of radiff_scale.diffusion schedulers).
-SAMPLERS = ("ddpm", "ddim", "dpm++")
-
-#: Arithmetic of GPU sampler actors (CPU actors always use fp32): see SamplerSpec.gpu_precision.
-GPU_PRECISIONS = ("fp32", "bf16")
 
 #: Largest map side we accept: 2**20 pixels (far beyond SKA-sized 32768^2 maps).
 MAX_SIDE = 1 << 20
@@ -32,41 +28,6 @@ MAX_SIDE = 1 << 20
 #: Bytes a map costs on disk in the worst case (nothing compresses): Zarr image float32 +
 #: class uint8 + instance int32, then map.fits float32 and labels.fits (uint8 + int32).
 WORST_BYTES_PER_PIXEL = 4 + 1 + 4 + 4 + 1 + 4
-
-
-@dataclass
-class SamplerSpec:
-    """How tiles are sampled: solver, number of steps, guidance scales, batch size.
-
-    ``batch_size`` fixes which objects share a batch (consecutive placed objects) and so
-    the tile store's chunking; tiles never depend on it (per-object noise streams).
-
-    ``gpu_precision``: GPU actors evaluate the networks in bf16 autocast by default. On an
-    H200 the paper-size models then sample 28 tiles/s instead of 4.2 (fp32 attention takes
-    a slow path); the demo model's tiles move by 0.005 on average (max 0.036, in [0, 1]
-    units; docs/benchmarks.md). "fp32" gives tiles equal to a CPU run's to ~3e-6. CPU actors
-    always sample in fp32: bf16 on a CPU is ~20x slower, so it has no effect there.
-    """
-
-    name: str = "dpm++"
-    steps: int = 20
-    guidance_mask: float = 3.0
-    guidance_background: float = 1.0
-    eta: float = 0.0
-    batch_size: int = 16
-    gpu_precision: str = "bf16"
-
-    def __post_init__(self) -> None:
-        if self.name not in SAMPLERS:
-            raise RadiffError(f"sampler.name {self.name!r} is not one of {', '.join(SAMPLERS)}")
-        if self.steps < 1:
-            raise RadiffError(f"sampler.steps must be >= 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise RadiffError(f"sampler.batch_size must be >= 1, got {self.batch_size}")
-        if not (0.0 <= self.eta <= 1.0):
-            raise RadiffError(f"sampler.eta must be in [0, 1], got {self.eta}")
-        if self.gpu_precision not in GPU_PRECISIONS:
-            raise RadiffError(f"sampler.gpu_precision {self.gpu_precision!r} is not one of {', '.join(GPU_PRECISIONS)}")
 
 
 @dataclass
@@ -120,17 +81,20 @@ class MapSpec:
             raise RadiffError(f"seed must be >= 0, got {self.seed}")
         if self.workers < 1:
             raise RadiffError(f"workers must be >= 1, got {self.workers}")
-        if not (self.masks in ("bank", "prior") or self.masks.startswith("bank:")):
-            raise RadiffError(f"masks {self.masks!r}: expected 'bank', 'bank:PATH' or 'prior'")
+        MaskSource.parse(self.masks)
         if self.mask_pool < 1:
             raise RadiffError(f"mask_pool must be >= 1, got {self.mask_pool}")
-        if self.tiles.startswith("bank:"):
-            if not self.tiles[len("bank:"):] or not Path(self.tiles[len("bank:"):]).is_file():
-                raise RadiffError(f"tiles {self.tiles}: no such tile bank file (make one with radiff-scale make-tile-bank)")
-        elif self.tiles != "model":
-            raise RadiffError(f"unknown tile source {self.tiles!r}: expected 'model' or 'bank:PATH'")
+        TileSource.parse(self.tiles)
         if self.background is not None and not Path(self.background).is_file():
             raise RadiffError(f"background {self.background}: no such file")
+
+    @property
+    def tile_source(self) -> TileSource:
+        return TileSource.parse(self.tiles)
+
+    @property
+    def mask_source(self) -> MaskSource:
+        return MaskSource.parse(self.masks)
 
     @property
     def beam(self) -> Beam:

@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import uuid
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,11 +48,13 @@ from typing import Any
 
 import numpy as np
 
+from radiff_scale.atomic import replace_when_done
 from radiff_scale.classes import NUM_CLASSES, OBJECT_CLASSES, class_from_id
+from radiff_scale.constants import TILE
+from radiff_scale.diffusion.settings import SamplerSpec
 from radiff_scale.errors import RadiffError
 from radiff_scale.seeding import derive_rng, derive_seed
 
-TILE = 128
 FORMAT = "radiff-tile-bank"
 VERSION = 1
 
@@ -214,18 +214,16 @@ class TileBank:
         """Write the bank (format in the module docstring) atomically; returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a file object: given a name, savez would append ".npz"
                 np.savez(
                     fh, masks=np.asarray(self.masks, np.uint8), tiles=np.asarray(self.tiles, np.float32),
                     classes=self.classes, mask_source=self.mask_source,
                     meta=np.array(json.dumps(self.meta.to_dict(), sort_keys=True, default=str)),
                 )
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+
+        return replace_when_done(path, write)
 
     @classmethod
     def load(cls, path: str | Path) -> TileBank:
@@ -294,16 +292,6 @@ def _memmap_member(path: Path, member: str) -> np.ndarray | None:
 # ---- building a bank ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BankSampler:
-    """How the bank's tiles are sampled (the map job's sampler section, without the background)."""
-
-    name: str = "dpm++"
-    steps: int = 20
-    guidance_mask: float = 3.0
-    batch_size: int = 16
-
-
 def class_allocation(n: int, fractions: Mapping[str, float] | None = None) -> list[int]:
     """Class id of each of ``n`` entries: the map job's class fractions by largest remainder,
     every class of non-zero weight getting at least one entry when ``n`` allows."""
@@ -329,7 +317,7 @@ def build_tile_bank(
     out: str | Path,
     *,
     seed: int = 0,
-    sampler: BankSampler = BankSampler(),
+    sampler: SamplerSpec | None = None,
     class_fractions: Mapping[str, float] | None = None,
     mask_bank: Any = None,
     progress: Callable[[int], None] | None = None,
@@ -367,6 +355,7 @@ def build_tile_bank(
         source_index[i], masks[i] = bank.pick(int(cls), derive_seed(seed, i, "tile-bank-mask"))
     seeds = [derive_seed(seed, i, "tile-bank-tile") for i in range(n)]
     tiles = np.zeros((n, TILE, TILE), dtype=np.float32)
+    sampler = SamplerSpec() if sampler is None else sampler
     b = max(1, int(sampler.batch_size))
     previous = torch.get_num_threads()
     if threads:
@@ -391,51 +380,3 @@ def build_tile_bank(
     made = TileBank(masks, tiles, classes, meta, source_index, source=str(out))
     made.save(out)
     return made
-
-
-# ---- the map job's tile stage, from a bank -------------------------------------------------
-
-
-def fill_store_from_bank(
-    bank: TileBank,
-    codes: Sequence[int],
-    store: Path,
-    batch_size: int,
-    masks: np.ndarray | None = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> tuple[int, int]:
-    """Copy the tile of every code (rank order) into the tile store, skipping done batches.
-
-    The store records the bank's fingerprint: resuming a run with a different bank file
-    (same path, other content) is refused instead of mixing the tiles of two banks.
-    ``masks`` (optional, rank order) are the masks the planner placed; each must equal
-    the bank mask of its code (a cheap guard against a planner/bank mismatch).
-    Returns ``(batches in all, batches copied now)``.
-    """
-    from radiff_scale.compose import tile_store
-
-    n = len(codes)
-    array = tile_store.create_store(store, n, batch_size, "float32")
-    recorded = array.attrs.get("tile_bank_sha256")
-    if recorded is None:
-        array.attrs["tile_bank_sha256"] = bank.fingerprint
-    elif recorded != bank.fingerprint:
-        raise RadiffError(
-            f"{bank.source} is not the tile bank this run started with (its content changed); "
-            "rerun with --overwrite"
-        )
-    total = tile_store.n_batches(n, batch_size)
-    todo = sorted(set(range(total)) - tile_store.done_batches(store))
-    for batch in todo:
-        sl = tile_store.batch_slice(batch, n, batch_size)
-        tiles = np.empty((sl.stop - sl.start, TILE, TILE), dtype=np.float32)
-        for i, rank in enumerate(range(sl.start, sl.stop)):
-            mask, tiles[i] = bank.draw(codes[rank])
-            if masks is not None and not np.array_equal(mask, masks[rank]):
-                raise RadiffError(
-                    f"{bank.source}: entry {decode(codes[rank])[0]} does not match the planned mask of rank {rank}"
-                )
-        tile_store.write_batch(store, batch, batch_size, tiles)
-        if on_batch is not None:
-            on_batch(len(tiles))
-    return total, len(todo)

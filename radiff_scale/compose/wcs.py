@@ -2,15 +2,15 @@
 
 Real radio maps arrive with the quirks of the packages that imaged them (Miriad's NCP
 projection, degenerate FREQ/STOKES axes, beam only in AIPS HISTORY cards, no BPA,
-the unit written into the wrong keyword). :func:`read_map_header` absorbs those once,
-here, so the rest of the compositor sees one :class:`MapGeometry`; what we write is
-always a plain 2-D RA---SIN/DEC--SIN header that source finders (PyBDSF) accept.
+the unit written into the wrong keyword). :mod:`radiff_scale.fits_header` reads such
+headers tolerantly and :func:`read_map_header` turns them into one :class:`MapGeometry`,
+so the rest of the compositor never sees a quirk; what we write is always a plain 2-D
+RA---SIN/DEC--SIN header that source finders (PyBDSF) accept.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +23,10 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from radiff_scale.beam import Beam
 from radiff_scale.errors import RadiffError
+from radiff_scale.fits_header import celestial_wcs, read_beam, read_freq
 
 #: Projections we are willing to write (WCSLIB codes). NCP is read, but written as SIN.
 WRITABLE_PROJECTIONS = ("SIN", "TAN", "ARC", "ZEA", "STG")
-
-#: Jy/beam multiplier for the brightness units we understand (keys upper case, no spaces).
-UNIT_SCALES = {"JY/BEAM": 1.0, "MJY/BEAM": 1e-3, "UJY/BEAM": 1e-6}
-
-_UNIT_RE = re.compile(r"^\s*([mu]?)jy\s*/\s*beam\s*$", re.IGNORECASE)
-_AIPS_BEAM_RE = re.compile(
-    r"BMAJ\s*=\s*([-+0-9.EeDd]+)\s+BMIN\s*=\s*([-+0-9.EeDd]+)(?:\s+BPA\s*=\s*([-+0-9.EeDd]+))?"
-)
 
 
 @dataclass(frozen=True)
@@ -114,35 +107,6 @@ class MapGeometry:
         return WCS(self.header())
 
 
-def read_map_unit(header: fits.Header) -> str | None:
-    """The brightness unit of a real map, upper case without spaces, or None if absent.
-
-    BUNIT first; otherwise any string keyword whose value *is* a Jy/beam unit (some
-    pipelines write it into CTYPE1 or BTYPE), because a map whose unit we ignore by
-    mistake would silently be off by 1000.
-    """
-    bunit = header.get("BUNIT")
-    if isinstance(bunit, str) and bunit.strip():
-        return bunit.replace(" ", "").upper()
-    for key, value in header.items():
-        if key in ("HISTORY", "COMMENT", ""):
-            continue
-        if isinstance(value, str):
-            m = _UNIT_RE.match(value)
-            if m:
-                return f"{m.group(1).upper()}JY/BEAM"
-    return None
-
-
-def unit_scale(unit: str | None, path: str | Path) -> float:
-    """Multiplier to Jy/beam for a unit from :func:`read_map_unit` (None: assume Jy/beam)."""
-    if unit is None:
-        return 1.0
-    if unit in UNIT_SCALES:
-        return UNIT_SCALES[unit]
-    raise RadiffError(f"{path}: brightness unit {unit!r} is not a Jy/beam unit (expected one of {', '.join(UNIT_SCALES)})")
-
-
 def open_fits(path: str | Path, **kwargs: object) -> fits.HDUList:
     """Open a real FITS file memory-mapped, keeping astropy's complaints about its quirks quiet.
 
@@ -184,68 +148,6 @@ def image_shape(header: fits.Header, path: str | Path) -> tuple[int, int]:
     return int(header["NAXIS2"]), int(header["NAXIS1"])
 
 
-def _float(value: object) -> float | None:
-    try:
-        out = float(str(value).replace("D", "E").replace("d", "e"))
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _read_beam(header: fits.Header, path: str | Path) -> Beam:
-    """BMAJ/BMIN/BPA (deg) from keywords, else from an AIPS 'CLEAN BMAJ=' HISTORY card."""
-    bmaj, bmin, bpa = _float(header.get("BMAJ")), _float(header.get("BMIN")), _float(header.get("BPA"))
-    if bmaj is None or bmin is None:
-        for card in reversed(list(header.get("HISTORY", []))):
-            m = _AIPS_BEAM_RE.search(str(card))
-            if m:
-                bmaj, bmin = _float(m.group(1)), _float(m.group(2))
-                bpa = _float(m.group(3)) if m.group(3) else bpa
-                break
-    if bmaj is None or bmin is None or bmaj <= 0 or bmin <= 0:
-        raise RadiffError(f"{path}: no restoring beam (BMAJ/BMIN keywords or AIPS CLEAN history)")
-    return Beam(bmaj * 3600.0, bmin * 3600.0, bpa if bpa is not None else 0.0)
-
-
-def _read_freq(header: fits.Header) -> float | None:
-    """RESTFRQ / RESTFREQ, else the value of a FREQ axis at its (only) pixel, else FREQ/OBSFREQ."""
-    for key in ("RESTFRQ", "RESTFREQ"):
-        value = _float(header.get(key))
-        if value is not None and value > 0:
-            return value
-    for i in range(1, 10):
-        ctype = header.get(f"CTYPE{i}")
-        if isinstance(ctype, str) and ctype.strip().upper().startswith("FREQ"):
-            crval = _float(header.get(f"CRVAL{i}"))
-            if crval is None:
-                continue
-            crpix = _float(header.get(f"CRPIX{i}")) or 1.0
-            cdelt = _float(header.get(f"CDELT{i}")) or 0.0
-            value = crval + (1.0 - crpix) * cdelt
-            if value > 0:
-                return value
-    for key in ("FREQ", "OBSFREQ"):
-        value = _float(header.get(key))
-        if value is not None and value > 0:
-            return value
-    return None
-
-
-def celestial_wcs(header: fits.Header, path: str | Path) -> WCS:
-    """The celestial part of a real map's WCS, with WCSLIB's silent fixes (NCP->SIN, ...) kept quiet."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FITSFixedWarning)
-            full = WCS(header)
-    except Exception as exc:  # WCSLIB raises a zoo of types on malformed headers
-        raise RadiffError(f"{path}: no usable celestial WCS ({exc})") from None
-    if not full.has_celestial:
-        raise RadiffError(f"{path}: no celestial WCS (CTYPE1/CTYPE2 are {header.get('CTYPE1')!r}/{header.get('CTYPE2')!r})")
-    if (full.wcs.lng, full.wcs.lat) not in ((0, 1), (1, 0)):
-        raise RadiffError(f"{path}: the celestial axes must be the first two image axes")
-    return full.celestial
-
-
 def read_map_header(path: str | Path, default_freq_hz: float | None = None) -> MapGeometry:
     """The geometry of a real map: shape, pixel scale, centre (ICRS), beam, frequency.
 
@@ -267,7 +169,7 @@ def read_map_header(path: str | Path, default_freq_hz: float | None = None) -> M
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         centre = cel.pixel_to_world((cols - 1) / 2.0, (rows - 1) / 2.0).icrs
-    freq = _read_freq(header)
+    freq = read_freq(header)
     if freq is None:
         if default_freq_hz is None:
             raise RadiffError(f"{path}: no observing frequency (RESTFRQ, RESTFREQ or a FREQ axis); give one explicitly")
@@ -277,7 +179,7 @@ def read_map_header(path: str | Path, default_freq_hz: float | None = None) -> M
         pixel_scale_arcsec=float(np.mean(scales)),
         centre_ra_deg=float(centre.ra.deg),
         centre_dec_deg=float(centre.dec.deg),
-        beam=_read_beam(header, path),
+        beam=read_beam(header, path),
         freq_hz=freq,
         projection="SIN",
     )

@@ -22,13 +22,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
 from radiff_scale.classes import NUM_CLASSES
 from radiff_scale.diffusion.schedule import make_scheduler
+from radiff_scale.diffusion.settings import PRECISIONS
 from radiff_scale.errors import RadiffError
-
-#: Arithmetic of the network evaluations: exact fp32, or bf16 autocast (the solver stays fp32).
-PRECISIONS = ("fp32", "bf16")
 
 
 def _generators(seeds: Sequence[int]) -> list[torch.Generator]:
@@ -42,9 +41,9 @@ def _generators(seeds: Sequence[int]) -> list[torch.Generator]:
 
 
 def _per_item_randn(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
-    """One (1, *shape[1:]) draw per generator, stacked: independent of batch composition."""
-    draws = [torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generators]
-    return torch.cat(draws).to(device)
+    """One (1, *shape[1:]) draw per generator, stacked (diffusers' randn_tensor with a list of
+    generators): an item's noise is independent of the batch it is sampled in."""
+    return randn_tensor(tuple(shape), generator=list(generators), device=device, dtype=torch.float32)
 
 
 def _guidance_scales(guidance: float | Sequence[float]) -> tuple[float, float]:

@@ -22,10 +22,9 @@ from typing import Literal
 
 import torch
 
+from radiff_scale.diffusion.settings import SAMPLERS
 from radiff_scale.errors import RadiffError
 
-#: Sampler names accepted everywhere (CLI, configs, sample_tiles).
-SAMPLERS = ("ddpm", "ddim", "dpm++", "unipc")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""What one chunk owner does: paint the stamps that touch its chunk and write it once.
+"""The chunk stage's work: each chunk owner paints the stamps that touch its chunk and writes it once.
 
-Stamps were cut by the stamp stage (:mod:`radiff_scale.compose.stamp_work`); an owner
+Stamps were cut by the stamp stage (:mod:`radiff_scale.mapjob.stamps`); an owner
 reads them by rank from the stamp store. Ranks follow owner chunks (see
-:class:`radiff_scale.compose.placement_stage.PlannedMap`), so a chunk's stamps sit in a
+:class:`radiff_scale.mapjob.plan.PlannedMap`), so a chunk's stamps sit in a
 few batch files: its own objects in consecutive batches, plus those of neighbours whose
 footprints reach into it. An object that touches several chunks is painted by each of
 them from the same stored stamp, so the copies agree to the bit.
@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from radiff_scale.compose import stamp_store
 from radiff_scale.compose.background import BackgroundSource
 from radiff_scale.compose.mosaic import Mosaic, open_mosaic, render_chunk
-from radiff_scale.compose.rundir import RunDir
+from radiff_scale.mapjob.plan import PlannedObject
+from radiff_scale.mapjob.rundir import RunDir
+from radiff_scale.mapjob.stamps import read_ranks
+
 
 @dataclass(frozen=True)
 class ChunkOutcome:
@@ -40,6 +43,15 @@ def chunks_touched(fp: tuple[int, int, int, int], chunk: int) -> list[tuple[int,
         for i in range(r0 // chunk, (r1 - 1) // chunk + 1)
         for j in range(c0 // chunk, (c1 - 1) // chunk + 1)
     ]
+
+
+def ranks_by_chunk(objects: list[PlannedObject], chunk: int) -> dict[tuple[int, int], list[int]]:
+    """The ranks of the objects whose footprint touches each chunk, ascending (``objects`` in rank order)."""
+    by_chunk: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for obj in objects:
+        for index in chunks_touched(obj.footprint_box, chunk):
+            by_chunk[index].append(obj.rank)
+    return dict(by_chunk)
 
 
 def worker_mosaic(path: Path) -> Mosaic:
@@ -65,7 +77,7 @@ def compose_chunk(
     """Render chunk ``index`` of ``run_root``'s mosaic from the stamps at ``ranks`` (those touching it)."""
     started = time.perf_counter()
     run = RunDir(Path(run_root))
-    stamps = stamp_store.read_ranks(run.stamps, ranks, batch_size)
+    stamps = read_ranks(run.stamps, ranks, batch_size)
     read = time.perf_counter() - started
     report = render_chunk(worker_mosaic(run.mosaic), tuple(index), background, stamps)
     return ChunkOutcome(

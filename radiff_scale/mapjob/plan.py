@@ -1,4 +1,4 @@
-"""The driver's planning stage: plan objects, give each a mask, place them, record it all.
+"""The planning stage, on the driver: plan objects, give each a mask, place them, record it all.
 
 Everything here is a function of the spec and the seed (and, for catalogue-aware maps,
 of the given objects): the same inputs give the same placement table byte for byte,
@@ -9,28 +9,25 @@ in how footprints are placed (at random, or at the given pixels).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from radiff_scale.compose.given import GivenObjects
+from radiff_scale.compose.placement import mask_bbox, place_at, place_objects
 from radiff_scale.compose.planner import (
     ObjectPlan,
     PlacedObject,
     Placement,
     PlacementConfig,
-    mask_bbox,
-    place_at,
-    place_objects,
     plan_given,
     plan_objects,
 )
 from radiff_scale.compose.sigma import SigmaMap
+from radiff_scale.constants import TILE
 from radiff_scale.data.mask_bank import MaskBank
 from radiff_scale.seeding import derive_seeds
-
-TILE = 128
 
 
 #: Columns of the placement table (one row per placed object, in rank order).
@@ -69,6 +66,47 @@ class Footprint:
         out[self.row0 : self.row0 + h, self.col0 : self.col0 + w][self.crop] = self.class_id
         return out
 
+    def tile_mask(self, size: int = TILE) -> np.ndarray:
+        """The boolean mask on the tile grid."""
+        mask = np.zeros((size, size), dtype=bool)
+        h, w = self.crop.shape
+        mask[self.row0 : self.row0 + h, self.col0 : self.col0 + w] = self.crop
+        return mask
+
+
+@dataclass(frozen=True)
+class PlannedObject:
+    """One placed object as every later stage sees it: a row of the placement table and its mask.
+
+    ``row0, col0`` is where its 128x128 tile's pixel (0, 0) lands on the map; ``fp_*``
+    the half-open box of its footprint on the map; ``rank`` its place in the tile and
+    stamp stores; ``sigma_local`` the map's noise at the footprint box centre, which
+    with ``k`` sets its peak; ``bank_index`` the mask (or tile-bank entry) it was given.
+    """
+
+    object_id: int
+    class_id: int
+    k: float
+    seed: int
+    row0: int
+    col0: int
+    rank: int
+    sigma_local: float
+    fp_row0: int
+    fp_row1: int
+    fp_col0: int
+    fp_col1: int
+    bank_index: int
+    footprint: Footprint
+
+    @property
+    def footprint_box(self) -> tuple[int, int, int, int]:
+        """(row0, row1, col0, col1) of the footprint on the map, half-open."""
+        return self.fp_row0, self.fp_row1, self.fp_col0, self.fp_col1
+
+    def placed(self) -> PlacedObject:
+        return PlacedObject(self.object_id, self.class_id, self.k, self.seed, self.row0, self.col0)
+
 
 class FootprintStack:
     """Full masks on demand: ``stack[i]`` or ``stack[a:b]`` gives uint8 (…, 128, 128)."""
@@ -88,44 +126,6 @@ class FootprintStack:
         return self.footprints[index].full()
 
 
-@dataclass(frozen=True)
-class GivenObjects:
-    """Objects whose positions the user gives, in pixels of the map, id = index + 1.
-
-    ``rows``/``cols`` are 0-based pixel coordinates (y, x) where each object's footprint
-    centroid goes; ``class_ids`` < 0 and NaN ``k`` mean "draw it as a random map would".
-    Sky coordinates and file formats are resolved before this (radiff_scale.api), so the
-    planner only ever sees pixels.
-    """
-
-    rows: np.ndarray
-    cols: np.ndarray
-    class_ids: np.ndarray
-    k: np.ndarray
-
-    def __post_init__(self) -> None:
-        arrays = {
-            "rows": np.asarray(self.rows, dtype=np.float64), "cols": np.asarray(self.cols, dtype=np.float64),
-            "class_ids": np.asarray(self.class_ids, dtype=np.int64), "k": np.asarray(self.k, dtype=np.float64),
-        }
-        lengths = {name: a.shape for name, a in arrays.items()}
-        if len(set(lengths.values())) != 1 or arrays["rows"].ndim != 1:
-            raise ValueError(f"given objects need 1-D arrays of one length, got {lengths}")
-        for name, value in arrays.items():
-            value.setflags(write=False)
-            object.__setattr__(self, name, value)
-
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
-
-    def fingerprint(self) -> str:
-        """sha256 of exactly what the plan depends on: a resumed run must be given the same objects."""
-        digest = hashlib.sha256(b"radiff-given-objects-v1")
-        for name in ("rows", "cols", "class_ids", "k"):
-            digest.update(np.ascontiguousarray(getattr(self, name)).astype("<f8" if name != "class_ids" else "<i8").tobytes())
-        return digest.hexdigest()
-
-
 @dataclass
 class PlannedMap:
     """The placement as columns (one row per placed object, in rank order) and masks.
@@ -142,8 +142,13 @@ class PlannedMap:
     placement: Placement
     n_planned: int
 
-    def records(self) -> list[dict]:
-        return self.table.to_pylist()
+    def objects(self) -> list[PlannedObject]:
+        """Every placed object, in rank order, with its footprint."""
+        return [
+            PlannedObject(**{k: (float(v) if k in ("k", "sigma_local") else int(v)) for k, v in row.items()},
+                          footprint=footprint)
+            for row, footprint in zip(self.table.to_pylist(), self.masks.footprints)
+        ]
 
 
 def pick_footprints(plans: list[ObjectPlan], bank: MaskBank, seed: int) -> tuple[np.ndarray, list[Footprint]]:

@@ -6,7 +6,7 @@ Layout of ``OUT/``::
     work/unplaced.json     objects that could not be placed, with reasons
     work/mask_pool.zarr    masks invented by the mask prior (only with ``masks: prior``)
     work/tiles.zarr        one generated tile per placed object; one chunk per batch
-    work/stamps/           the cut stamps, one file per stamp batch (radiff_scale.compose.stamp_store)
+    work/stamps/           the cut stamps, one file per stamp batch (radiff_scale.mapjob.stamps)
     work/catalogue/        catalogue rows, one part per stamp batch
     map.zarr/          the mosaic (image, class, instance) with per-chunk done markers
     map.fits, labels.fits, catalogue.{parquet,fits,csv}, regions.reg, quicklook.png
@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from radiff_scale.atomic import write_json_atomic
 from radiff_scale.errors import RadiffError
 
 
@@ -80,24 +79,6 @@ class RunDir:
 
     def output(self, name: str) -> Path:
         return self.root / name
-
-
-def replace_when_done(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write through ``write(tmp_path)`` and rename into place only once it has succeeded, so
-    ``path`` either holds a complete file or none (a failed write leaves no temporary behind).
-    The temporary name is unique per call: a retried task may write the same file meanwhile."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON (sorted keys) under a temporary name, then rename it into place."""
-    replace_when_done(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
 def prepare_run_dir(out: str | Path, identity: dict[str, Any], resume: bool, overwrite: bool) -> RunDir:

@@ -1,4 +1,4 @@
-"""The map's per-item Ray tasks: cut one tile batch's stamps, own one mosaic chunk, export one chunk.
+"""The map job's per-item Ray tasks over radiff_scale.mapjob: cut one batch of stamps, own one mosaic chunk, export one chunk.
 
 Each is retried if its worker dies. Each is a pure function of its inputs that writes
 its result under a temporary name and renames it (or, for an export, writes fixed bytes
@@ -13,10 +13,17 @@ from typing import Any
 import ray
 
 from actors._worker import one_cpu_task
-from radiff_scale.compose.chunk_work import ChunkOutcome, compose_chunk
-from radiff_scale.compose.export_work import ExportOutcome, export_chunk
 from radiff_scale.compose.fits_export import FitsLayout
-from radiff_scale.compose.stamp_work import BatchOutcome, cut_batch
+from radiff_scale.mapjob.chunks import ChunkOutcome, compose_chunk
+from radiff_scale.mapjob.export import ExportOutcome, export_chunk
+from radiff_scale.mapjob.plan import PlannedObject
+from radiff_scale.mapjob.stamps import StampBatchOutcome, cut_stamp_batch
+
+
+def share(value: Any) -> Any:
+    """Put what every task of a stage reads (the geometry, the background) into Ray's object
+    store once; the returned reference travels with each task instead of a copy."""
+    return ray.put(value)
 
 
 @ray.remote(num_cpus=1, max_retries=3)
@@ -25,11 +32,11 @@ def cut_stamps_task(
     run_root: str,
     batch: int,
     batch_size: int,
-    objects: list[dict[str, Any]],
+    objects: list[PlannedObject],
     geometry: Any,
     stretch: Any,
-) -> BatchOutcome:
-    return cut_batch(run_root, batch, batch_size, objects, geometry, stretch)
+) -> StampBatchOutcome:
+    return cut_stamp_batch(run_root, batch, batch_size, objects, geometry, stretch)
 
 
 @ray.remote(num_cpus=1, max_retries=3)

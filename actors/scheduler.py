@@ -1,4 +1,11 @@
-"""Keep every actor busy with a bounded queue, and survive actors that die.
+"""The one place the driver waits on Ray: bounded queues of tasks and of actor calls.
+
+:func:`run_tasks` runs stateless tasks (the map job's stamp, chunk and export tasks;
+Ray retries one whose worker died), at most ``limit`` in flight. :func:`run_on_actors`
+keeps every actor of a pool busy and survives actors that die. Both hand each result to
+the driver as it arrives, so the driver never holds every pending result, and both
+raise a user error from inside a task (:class:`~radiff_scale.errors.RadiffError`) as
+itself, one line, not wrapped in Ray's traceback text (:func:`result_of`).
 
 The driver submits work items to the least loaded live actor, with at most
 ``in_flight`` calls queued per actor (enough to hide the hand-off, few enough to bound
@@ -20,12 +27,48 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError
+from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
+
+from radiff_scale.errors import RadiffError
 
 Submit = Callable[[Any, Hashable], "ray.ObjectRef"]
 
 #: Failures that mean "the work was lost", not "the work is wrong": worth another try.
 LOST = (RayActorError, ObjectLostError)
+
+
+def result_of(ref: ray.ObjectRef) -> Any:
+    """``ray.get(ref)``, except that a RadiffError raised inside the task is raised as itself:
+    the user's mistake reaches them as its own one line, wherever it was found."""
+    try:
+        return ray.get(ref)
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, RadiffError):
+            raise cause from None
+        raise
+
+
+def run_tasks(
+    submit: Callable[[Any], ray.ObjectRef],
+    items: Iterable[Any],
+    limit: int,
+    on_result: Callable[[Any], None],
+) -> int:
+    """Run ``submit(item)`` for every item, at most ``limit`` in flight; ``on_result(result)``
+    on the driver as each finishes (any order). Returns the number of results."""
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    queue: deque[Any] = deque(items)
+    running: list[ray.ObjectRef] = []
+    done = 0
+    while queue or running:
+        while queue and len(running) < limit:
+            running.append(submit(queue.popleft()))
+        ready, running = ray.wait(running, num_returns=1)
+        on_result(result_of(ready[0]))
+        done += 1
+    return done
 
 
 @dataclass
@@ -101,7 +144,7 @@ def run_on_actors(
         key, actor = running.pop(ref)
         load[id(actor)] -= 1
         try:
-            result = ray.get(ref)
+            result = result_of(ref)
         except LOST:
             if attempts[key] >= max_attempts:
                 raise
