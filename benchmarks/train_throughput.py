@@ -3,9 +3,9 @@
 Usage: python benchmarks/train_throughput.py [--config configs/demo.yaml] [--steps 40]
            [--workers 1 2] [--stages ae ldm] [--simulate-n 256] [--gpu] [--out DIR] [--json PATH]
 
-Each (workers, stage) pair is a fresh ``jobs.train.run_stage`` run of ``--steps`` steps with
-the config's global batch size (ae first: the ldm stage needs its autoencoder). Two rates
-are reported, both from rank 0's own clock:
+Each (workers, stage) pair is a fresh ``run_stage`` run (radiff_scale/pipelines/train_job.py)
+of ``--steps`` steps with the config's global batch size (ae first: the ldm stage needs its
+autoencoder). Two rates are reported, both from rank 0's own clock:
 
 * ``steady``: samples/s over the second half of the run, from the checkpoints written at
   the half-way step and at the end (so the first steps -- DDP set-up, allocator warm-up --
@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere: jobs/ is a top-level package
     sys.path.insert(0, str(REPO))
 
-from jobs.train import load_train_config, run_stage  # noqa: E402
+from radiff_scale.pipelines.train_job import run_stage  # noqa: E402
+from radiff_scale.training.config import load_train_config  # noqa: E402
 
 
 def _meta(folder: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The Ray Train job (jobs/train.py) on toy models: every stage end to end, kill-and-resume,
+"""The Ray Train job (jobs/train.py, radiff_scale/training/) on toy models: every stage end to end, kill-and-resume,
 DDP equivalence (N workers x B/N == 1 worker x B) and one-line errors.
 
 The Ray fits dominate the run time (each TorchTrainer starts a controller and its
@@ -25,9 +25,10 @@ from typing import Any
 import pytest
 import yaml
 
-from jobs.train import STAGES, latest_checkpoint
 from jobs.train import main as train_main
-from jobs.train import run_stage
+from radiff_scale.pipelines.train_job import run_stage
+from radiff_scale.training.checkpoints import latest_checkpoint
+from radiff_scale.training.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 2
@@ -355,7 +356,8 @@ def test_missing_config_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_dihedral_views_are_the_eight_symmetries_and_depend_only_on_seed_step_and_position() -> None:
     import numpy as np
 
-    from jobs.train import _dihedral_codes, dihedral
+    from radiff_scale.training.batches import dihedral_codes
+    from radiff_scale.training.data import dihedral
 
     image = np.arange(12.0).reshape(3, 4)
     views = [dihedral(image, code) for code in range(8)]
@@ -363,10 +365,10 @@ def test_dihedral_views_are_the_eight_symmetries_and_depend_only_on_seed_step_an
     assert len({v.tobytes() + bytes(v.shape) for v in views}) == 8  # all different
     for code, view in enumerate(views):  # each is a rotation/flip, so it holds the same pixels
         assert sorted(view.ravel()) == sorted(image.ravel()), code
-    codes = _dihedral_codes(0, 5, "ldm", range(16))
-    assert codes == _dihedral_codes(0, 5, "ldm", range(16)) and set(codes) <= set(range(8))
-    assert codes[8:] == _dihedral_codes(0, 5, "ldm", range(8, 16))  # a worker's half of the batch
-    assert codes != _dihedral_codes(0, 6, "ldm", range(16))
+    codes = dihedral_codes(0, 5, "ldm", range(16))
+    assert codes == dihedral_codes(0, 5, "ldm", range(16)) and set(codes) <= set(range(8))
+    assert codes[8:] == dihedral_codes(0, 5, "ldm", range(8, 16))  # a worker's half of the batch
+    assert codes != dihedral_codes(0, 6, "ldm", range(16))
 
 
 def test_training_arrays_from_a_dataset_without_backgrounds_hide_the_objects(tmp_path: Path) -> None:
@@ -374,7 +376,8 @@ def test_training_arrays_from_a_dataset_without_backgrounds_hide_the_objects(tmp
     background level, never on itself whole (the condition would hand the model its answer)."""
     import numpy as np
 
-    from jobs.train import DataConfig, build_training_arrays
+    from radiff_scale.training.config import DataConfig
+    from radiff_scale.training.data import build_training_arrays
     from radiff_scale.classes import SourceClass
     from radiff_scale.data.sc_format import AnnotatedObject, Sample, write_sample
     from radiff_scale.data.stretch import AsinhStretch

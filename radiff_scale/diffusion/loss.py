@@ -18,12 +18,8 @@ from typing import Any, Sequence
 import torch
 from torch.nn import functional as F
 
+from radiff_scale.ddp import unwrap_ddp
 from radiff_scale.diffusion.schedule import ScheduleConfig, alphas_cumprod
-
-
-def _unwrap(module: Any) -> Any:
-    """The module inside a DDP/FSDP-style wrapper (for its config and helpers, never for forward)."""
-    return getattr(module, "module", module)
 
 
 #: One generator for the whole batch, or one per sample (then each sample's draws depend
@@ -115,8 +111,8 @@ def ldm_loss(models: Any, batch: dict[str, torch.Tensor], generator: Generators 
     Condition dropout: each sample independently loses its mask with probability
     ``unet.config.mask_dropout`` and its background with ``background_dropout``.
     """
-    unet_cfg = _unwrap(models.unet).config
-    autoencoder = _unwrap(models.autoencoder)
+    unet_cfg = unwrap_ddp(models.unet).config
+    autoencoder = unwrap_ddp(models.autoencoder)
     masks = batch["masks"]
     device = masks.device
     with torch.no_grad():
@@ -135,7 +131,7 @@ def ldm_loss(models: Any, batch: dict[str, torch.Tensor], generator: Generators 
     keep_mask = _uniform(n, generator, device) >= unet_cfg.mask_dropout
     keep_bg = _uniform(n, generator, device) >= unet_cfg.background_dropout
     noisy, t, target = noise_and_target(latents, models.schedule, generator)
-    mask_cond = _unwrap(models.unet).mask_condition(masks, keep_mask)
+    mask_cond = unwrap_ddp(models.unet).mask_condition(masks, keep_mask)
     pred = models.unet(noisy, t, mask_cond, bg_latents, keep_bg)
     loss = F.mse_loss(pred.float(), target)
     logs = {
@@ -155,7 +151,7 @@ def mask_prior_loss(prior: Any, masks: torch.Tensor, generator: Generators = Non
     ``prior`` is a :class:`~radiff_scale.models.mask_prior.MaskPrior`, possibly
     DDP-wrapped; its own config carries the (pixel-space) schedule.
     """
-    inner = _unwrap(prior)
+    inner = unwrap_ddp(prior)
     classes = inner.model_space_classes(masks)
     x0 = inner.one_hot(classes)
     noisy, t, _ = noise_and_target(x0, inner.config.schedule, generator)

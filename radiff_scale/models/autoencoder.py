@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from radiff_scale.ddp import unwrap_ddp
+
 
 @dataclass
 class AutoencoderConfig:
@@ -156,7 +158,7 @@ def ae_loss(model: nn.Module, images: torch.Tensor, generator: Any = None) -> tu
     be wrapped (DDP): only its forward is used, so gradients synchronise. ``generator``
     (one, or a list with one per image) draws the posterior sample.
     """
-    inner = getattr(model, "module", model)
+    inner = unwrap_ddp(model)
     x = inner._check(images)
     recon, post = model(x, generator=generator)
     n_pixels = x.shape[-1] * x.shape[-2] * x.shape[-3]

@@ -28,8 +28,10 @@ import torch
 from torch import nn
 
 from radiff_scale.config import from_dict, to_dict
+from radiff_scale.ddp import unwrap_ddp
 from radiff_scale.diffusion.schedule import ScheduleConfig
 from radiff_scale.errors import RadiffError
+from radiff_scale.models.bundle import INDEX
 from radiff_scale.models.autoencoder import AutoencoderConfig, RadioAutoencoder
 from radiff_scale.models.config import ModelsConfig
 from radiff_scale.models.mask_prior import MaskPrior, MaskPriorConfig
@@ -37,7 +39,6 @@ from radiff_scale.models.unet import ConditionalLatentUNet, UNetConfig
 
 FORMAT = "radiff-models"
 VERSION = 1
-INDEX = "radiff_models.json"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
@@ -238,7 +239,7 @@ class RadiffModels:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for name, module in self.modules().items():
-            save_module(getattr(module, "module", module), directory / name)
+            save_module(unwrap_ddp(module), directory / name)
         index = {
             "format": FORMAT,
             "version": VERSION,
@@ -270,12 +271,11 @@ class RadiffModels:
     @property
     def config(self) -> ModelsConfig:
         """The architecture as one ModelsConfig (``mask_prior`` None when absent)."""
-        unwrap = lambda m: getattr(m, "module", m)  # noqa: E731
         try:
             return ModelsConfig(
-                autoencoder=unwrap(self.autoencoder).config,
-                unet=unwrap(self.unet).config,
-                mask_prior=unwrap(self.mask_prior).config if self.mask_prior is not None else None,
+                autoencoder=unwrap_ddp(self.autoencoder).config,
+                unet=unwrap_ddp(self.unet).config,
+                mask_prior=unwrap_ddp(self.mask_prior).config if self.mask_prior is not None else None,
                 schedule=self.schedule,
             )
         except ValueError as exc:
