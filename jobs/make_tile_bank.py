@@ -3,77 +3,22 @@
     radiff-scale make-tile-bank --model demo --n 2048 --out bank.npz
     python -m jobs.make_tile_bank --model OUT/bundle --n 512 --out bank.npz
 
-Runs in-process (no Ray): real single-object masks from the shipped mask bank, one tile
+The same command as ``radiff-scale make-tile-bank`` (radiff_scale/cli/tile_bank.py). It
+runs in-process (no Ray): real single-object masks from the shipped mask bank, one tile
 each, sampled in batches with the null background. See docs/tile-bank.md for when a bank
 is the right tool and what it costs in realism.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from radiff_scale.errors import RadiffError
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from radiff_scale.compose.spec import SAMPLERS, SamplerSpec
-
-    defaults = SamplerSpec()
-    parser.add_argument("--model", default="demo", help="'demo' (the shipped model) or a model bundle folder")
-    parser.add_argument("--n", type=int, required=True, help="number of (mask, tile) pairs")
-    parser.add_argument("--out", required=True, help="output .npz (refused if it exists, unless --overwrite)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the mask picks and the tile noise")
-    parser.add_argument("--sampler", choices=SAMPLERS, default=defaults.name, help="diffusion solver")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="solver steps")
-    parser.add_argument("--guidance-mask", type=float, default=defaults.guidance_mask, help="mask guidance scale")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="tiles per forward batch")
-    parser.add_argument(
-        "--threads", type=int, default=1,
-        help="torch CPU threads (1: reproducible bytes, and fastest for the small demo model on a shared machine)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from jobs.make_map import resolve_model_dir
-    from radiff_scale.compose.tile_bank import BankSampler, build_tile_bank
-
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        raise RadiffError(f"--out {out}: a tile bank is an .npz file")
-    if args.n < 1:
-        raise RadiffError(f"--n must be >= 1, got {args.n}")
-    if out.exists() and not args.overwrite:
-        raise RadiffError(f"--out {out} already exists (use --overwrite to replace it)")
-    if args.steps < 1:
-        raise RadiffError(f"--steps must be >= 1, got {args.steps}")
-    if args.batch_size < 1:
-        raise RadiffError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.threads < 1:
-        raise RadiffError(f"--threads must be >= 1, got {args.threads}")
-    if args.seed < 0:
-        raise RadiffError(f"--seed must be >= 0, got {args.seed}")
-    model_dir = resolve_model_dir(args.model)
-    sampler = BankSampler(args.sampler, args.steps, args.guidance_mask, args.batch_size)
-    with tqdm(total=args.n, desc="tile bank", unit="tile", disable=args.quiet, dynamic_ncols=True) as bar:
-        bank = build_tile_bank(
-            model_dir, args.n, out, seed=args.seed, sampler=sampler, progress=bar.update, threads=args.threads
-        )
-    counts = ", ".join(f"{k} {v}" for k, v in bank.class_counts().items())
-    print(f"tile bank written to {out}: {len(bank)} tiles ({counts}); use it with --tiles bank:{out}")
-    return 0
+from radiff_scale.cli import job_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jobs._entry import job_main
-
-    return job_main("make_tile_bank", __doc__, add_arguments, run_from_args, argv)
+    return job_main("make-tile-bank", "make_tile_bank", argv)
 
 
 if __name__ == "__main__":
