@@ -51,7 +51,7 @@ COMPARED = ("map.fits", "labels.fits", "catalogue.parquet", "catalogue.csv", "ca
 
 def markers(out: Path) -> dict[str, tuple[int, int]]:
     """Chunk done markers of a run: name -> (inode, mtime_ns)."""
-    folder = out / "map.zarr" / "_done"
+    folder = out / "work" / "chunks_done"
     if not folder.is_dir():
         return {}
     found = {}

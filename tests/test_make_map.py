@@ -103,7 +103,7 @@ def test_killed_run_resumes_to_the_same_bytes(two_worker_run: Path, tiny_bundle:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "jobs.make_map", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    done_dir = out / "map.zarr" / "_done"
+    done_dir = out / "work" / "chunks_done"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         if done_dir.is_dir() and len(list(done_dir.glob("*.json"))) >= 2:
@@ -337,3 +337,18 @@ def test_an_output_path_under_a_file_is_one_line(tmp_path: Path, capsys, tiny_bu
     err = capsys.readouterr().err.strip()
     assert "is a file, not a folder" in err and "\n" not in err and "Traceback" not in err, err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_the_mosaic_opens_in_xarray_and_dask_without_a_warning(two_worker_run: Path) -> None:
+    """The ecosystem's readers see three arrays with dimensions (y, x), and nothing else in the
+    hierarchy: the chunk done markers live in work/chunks_done."""
+    import dask.array as da
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(two_worker_run / "map.zarr", consolidated=False)
+        image = da.from_zarr(str(two_worker_run / "map.zarr"), component="image")
+    assert set(ds.data_vars) == {"image", "class", "instance"} and ds["image"].dims == ("y", "x")
+    assert np.array_equal(ds["image"].values, _read(two_worker_run / "map.fits"))
+    assert np.array_equal(image.compute(), ds["image"].values)

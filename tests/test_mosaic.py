@@ -206,9 +206,9 @@ def test_done_markers_record_checksums(tmp_path):
     m = _render_all(tmp_path / "m.zarr", _stamps(), _background())
     assert done_chunks(m) == {b.index for b in m.chunk_grid()}
     assert done_chunks(m, verify=True) == done_chunks(m)
-    marker = json.loads((tmp_path / "m.zarr" / "_done" / "1_1.json").read_text())
+    marker = json.loads((tmp_path / "m.zarr.done" / "1_1.json").read_text())
     assert marker["index"] == [1, 1] and marker["n_stamps"] == 1  # stamp 2 on the corner
-    assert not [p for p in (tmp_path / "m.zarr" / "_done").iterdir() if p.suffix != ".json"]
+    assert not [p for p in (tmp_path / "m.zarr.done").iterdir() if p.suffix != ".json"]
     # A chunk clobbered after it was recorded fails verification (and would be redone).
     m.array("image", mode="r+")[0:CHUNK, 0:CHUNK] = 0.0
     assert (0, 0) not in done_chunks(m, verify=True)
@@ -380,7 +380,7 @@ def test_markers_of_earlier_versions_still_verify(tmp_path, legacy):
 
     m = _render_all(tmp_path / "m.zarr", _stamps(), _background())
     for b in m.chunk_grid():
-        path = tmp_path / "m.zarr" / "_done" / f"{b.i}_{b.j}.json"
+        path = tmp_path / "m.zarr.done" / f"{b.i}_{b.j}.json"
         marker = json.loads(path.read_text())
         assert all(v.startswith("crc32c:") for v in marker["checksums"].values())
         chunks = {n: m.array(n)[b.slices].tobytes() for n in ("image", "class", "instance")}

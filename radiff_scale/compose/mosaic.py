@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 import zlib
@@ -55,7 +56,10 @@ CHUNK_MAX = 16384
 
 _FORMAT_KEY = "radiff_scale_mosaic"
 _FORMAT_VERSION = 1
-_DONE_DIR = "_done"
+#: Where chunk done markers lived before they moved out of the Zarr hierarchy (mosaics made then).
+_OLD_DONE_DIR = "_done"
+#: Dimension names of every array: what xarray needs to open the mosaic.
+DIMENSIONS = ("y", "x")
 _COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
 
 
@@ -136,6 +140,10 @@ class Mosaic:
         self.shape: tuple[int, int] = tuple(attrs["shape"])  # type: ignore[assignment]
         self.chunk: int = int(attrs["chunk"])
         self.attrs: dict = dict(attrs.get("run", {}))
+        #: The chunk done markers' folder: outside the Zarr hierarchy, so that zarr, xarray and
+        #: dask see only the three arrays (recorded relative to the mosaic's parent folder).
+        markers = attrs.get("markers")
+        self.markers = self.path / _OLD_DONE_DIR if markers is None else (self.path.parent / markers)
         self._arrays: dict[tuple[str, str], zarr.Array] = {}
 
     def array(self, name: str, mode: str = "r") -> zarr.Array:
@@ -180,12 +188,15 @@ def create_mosaic(
     chunk: int = 2048,
     overwrite: bool = False,
     attrs: dict | None = None,
+    markers: str | Path | None = None,
 ) -> Mosaic:
     """Create an empty mosaic (Zarr v3 group with ``image``/``class``/``instance``, one chunk grid).
 
     ``attrs`` (JSON-able) is stored under the group's ``run`` attribute, e.g. the spec
-    hash a resumed run checks against. ``overwrite`` only ever deletes an existing
-    *mosaic*, never an arbitrary folder that happens to be at ``path``.
+    hash a resumed run checks against. ``markers``: the folder of the chunk done markers,
+    outside the Zarr hierarchy (default: ``<path>.done`` beside it; the map job keeps them
+    in its work folder). ``overwrite`` only ever deletes an existing *mosaic*, never an
+    arbitrary folder that happens to be at ``path``.
     """
     path = Path(path)
     rows, cols = _validate_shape(shape)
@@ -195,12 +206,14 @@ def create_mosaic(
             raise RadiffError(f"{path}: exists and is not a folder")
         if not overwrite:
             raise RadiffError(f"{path}: already exists (resume it or allow overwriting)")
-        Mosaic(path)  # raises RadiffError unless it is a mosaic: never delete a stranger's folder
+        old = Mosaic(path)  # raises RadiffError unless it is a mosaic: never delete a stranger's folder
+        shutil.rmtree(old.markers, ignore_errors=True)
         shutil.rmtree(path)
     group = zarr.open_group(path, mode="w-" if not path.exists() else "w", zarr_format=3)
     for name, dtype in ARRAYS.items():
         group.create_array(name, shape=(rows, cols), chunks=(chunk, chunk), dtype=dtype, fill_value=0,
-                           compressors=_COMPRESSORS)
+                           compressors=_COMPRESSORS, dimension_names=DIMENSIONS)
+    markers = Path(markers) if markers is not None else path.with_name(path.name + ".done")
     group.attrs.update(
         {
             _FORMAT_KEY: _FORMAT_VERSION,
@@ -208,9 +221,10 @@ def create_mosaic(
             "chunk": chunk,
             "arrays": dict(ARRAYS),
             "run": dict(attrs or {}),
+            "markers": os.path.relpath(markers, path.parent),
         }
     )
-    (path / _DONE_DIR).mkdir(exist_ok=True)
+    markers.mkdir(parents=True, exist_ok=True)
     return Mosaic(path)
 
 
@@ -247,8 +261,8 @@ def _matches(array: np.ndarray, recorded: str | None, algorithm: str) -> bool:
     return _checksum(array) == recorded
 
 
-def _marker_path(path: Path, index: tuple[int, int]) -> Path:
-    return path / _DONE_DIR / f"{index[0]}_{index[1]}.json"
+def _marker_path(mosaic: Mosaic, index: tuple[int, int]) -> Path:
+    return mosaic.markers / f"{index[0]}_{index[1]}.json"
 
 
 def _write_marker(final: Path, marker: dict) -> None:
@@ -295,7 +309,7 @@ def render_chunk(
         "object_ids_sha256": hashlib.sha256(np.asarray(touched, dtype=np.int64).tobytes()).hexdigest(),
         "checksums": digests,
     }
-    _write_marker(_marker_path(mosaic.path, bounds.index), marker)
+    _write_marker(_marker_path(mosaic, bounds.index), marker)
     done = time.perf_counter()
     return ChunkReport(
         index=bounds.index,
@@ -314,7 +328,7 @@ def done_chunks(path: Mosaic | str | Path, verify: bool = False) -> set[tuple[in
     the checksum in their marker (catches a chunk clobbered after it was recorded; markers of
     earlier versions, with SHA-256 digests, verify too)."""
     mosaic = open_mosaic(path)
-    folder = mosaic.path / _DONE_DIR
+    folder = mosaic.markers
     done: set[tuple[int, int]] = set()
     if not folder.is_dir():
         return done

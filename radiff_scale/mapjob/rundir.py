@@ -8,7 +8,8 @@ Layout of ``OUT/``::
     work/tiles.zarr        one generated tile per placed object; one chunk per batch
     work/stamps/           the cut stamps, one file per stamp batch (radiff_scale.mapjob.stamps)
     work/catalogue/        catalogue rows, one part per stamp batch
-    map.zarr/          the mosaic (image, class, instance) with per-chunk done markers
+    work/chunks_done/      one done marker per mosaic chunk (outside map.zarr: xarray and dask open it clean)
+    map.zarr/          the mosaic (image, class, instance, dimensions y, x)
     map.fits, labels.fits, catalogue.{parquet,fits,csv}, regions.reg, quicklook.png
     manifest.json      written last: its presence means the run is complete
 
@@ -31,8 +32,9 @@ from radiff_scale.errors import RadiffError
 
 #: Version of what ``work/`` holds and in which order (part of a run's identity in
 #: spec.json, so ``--resume`` refuses a folder an older layout left half done). 2: objects
-#: ranked by owner chunk, stamps cut once into ``work/stamps``, catalogue parts per batch.
-RUN_LAYOUT = 2
+#: ranked by owner chunk, stamps cut once into ``work/stamps``, catalogue parts per batch. 3: chunk
+#: done markers in ``work/chunks_done`` instead of inside map.zarr.
+RUN_LAYOUT = 3
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class RunDir:
     @property
     def mosaic(self) -> Path:
         return self.root / "map.zarr"
+
+    @property
+    def chunk_markers(self) -> Path:
+        return self.work / "chunks_done"
 
     @property
     def manifest(self) -> Path:

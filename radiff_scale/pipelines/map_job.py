@@ -40,7 +40,7 @@ from radiff_scale.compose.sigma import sigma_map
 from radiff_scale.compose.spec import MapSpec, preflight_disk
 from radiff_scale.data.mask_bank import MaskBank
 from radiff_scale.mapjob import chunks, export, stamps, tiles
-from radiff_scale.mapjob.inputs import MapInputs, describe_tile_source, resolve_inputs
+from radiff_scale.mapjob.inputs import MapInputs, check_bank_classes, describe_tile_source, resolve_inputs
 from radiff_scale.mapjob.manifest import StageLog, build_manifest, refusal_counts
 from radiff_scale.mapjob.plan import PlannedMap, PlannedObject, plan_map
 from radiff_scale.mapjob.rundir import RUN_LAYOUT, RunDir, prepare_run_dir
@@ -62,10 +62,8 @@ def run_make_map(
     log = StageLog()
     validate_chunk(spec.chunk)
     inputs = resolve_inputs(spec)  # every user mistake, before any folder or heavy work
-    note = describe_tile_source(inputs)
-    if note:
-        print(note, file=sys.stderr)
     given = positions.resolve(inputs.geometry) if positions is not None else None
+    check_bank_classes(inputs.mask_bank, spec.placement, given)
     identity = run_identity(spec, given)
     out = Path(out)
     preflight_disk(out, inputs.geometry.shape)
@@ -76,6 +74,9 @@ def run_make_map(
     log.timed("sigma_map", t)
     run = prepare_run_dir(out, identity, resume=resume, overwrite=overwrite)
     run.manifest.unlink(missing_ok=True)  # a resumed run is not complete until its new manifest is written
+    note = describe_tile_source(inputs)  # after every refusal: a refused run prints its one line alone
+    if note:
+        print(note, file=sys.stderr)
     # No dashboard and no worker logs locally: the driver's progress bars say all there is.
     connect_ray(spec.workers, include_dashboard=False, log_to_driver=False, configure_logging=True)
 
@@ -178,13 +179,16 @@ def tiles_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, planned: PlannedM
             codes = [o.bank_index for o in objects]
             total, done_now = tiles.fill_store_from_bank(inputs.tile_bank, codes, run.tiles, b, planned.masks,
                                                          bar.update)
-            resubmitted = 0
+            resubmitted = actors_lost = 0
         else:
             batches = tiles.PlannedBatches(objects, planned.masks, inputs.background, b, inputs.stretch)
             counts = sample_to_store(str(inputs.model_dir), spec.sampler, batches, run.tiles, spec.workers,
                                      use_gpu=use_gpu, on_batch=lambda _batch, k: bar.update(k), zoom=inputs.zoom)
             total, done_now, resubmitted = counts.batches_total, counts.batches_sampled, counts.resubmitted
-    log.counts.update(tile_batches_total=total, tile_batches_sampled=done_now, tile_batches_resubmitted=resubmitted)
+            actors_lost = counts.actors_lost
+    # Lost actors and resubmitted batches: what a node that went away cost (the bytes do not change).
+    log.counts.update(tile_batches_total=total, tile_batches_sampled=done_now, tile_batches_resubmitted=resubmitted,
+                      tile_actors_lost=actors_lost)
 
 
 def stamps_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, objects: list[PlannedObject], progress: bool,
@@ -209,8 +213,8 @@ def stamps_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, objects: list[Pl
 def chunks_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, objects: list[PlannedObject], progress: bool,
                  log: StageLog) -> None:
     """Paint the stamps into the mosaic, one task per chunk (each chunk written once, by its owner)."""
-    mosaic = open_mosaic(run.mosaic) if run.mosaic.exists() else create_mosaic(run.mosaic, inputs.geometry.shape,
-                                                                               spec.chunk)
+    mosaic = open_mosaic(run.mosaic) if run.mosaic.exists() else \
+        create_mosaic(run.mosaic, inputs.geometry.shape, spec.chunk, markers=run.chunk_markers)
     ranks = chunks.ranks_by_chunk(objects, spec.chunk)
     all_chunks = [c.index for c in mosaic.chunk_grid()]
     finished = done_chunks(run.mosaic)
