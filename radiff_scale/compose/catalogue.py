@@ -218,11 +218,32 @@ def _write_csv(table: pa.Table, path: Path) -> None:
             writer.writerow([_csv_value(v) for v in row])
 
 
+def _astropy_metadata(table: pa.Table) -> dict[bytes, bytes]:
+    """What astropy's Parquet reader needs to restore the units (its ``table_meta_yaml``, and the
+    width of each string column): ``Table.read("catalogue.parquet")`` then has ``flux_jy`` in Jy.
+    Built from the column list alone (plus string widths), so the bytes never depend on the rows."""
+    from astropy.table import Table, meta
+
+    empty = Table()
+    for name, typ, unit in COLUMNS:
+        empty[name] = np.zeros(0, dtype=str if pa.types.is_string(typ) else typ.to_pandas_dtype())
+        if unit:
+            empty[name].unit = unit
+    out = {b"table_meta_yaml": "\n".join(meta.get_yaml_from_table(empty)).encode("utf-8")}
+    for name, typ, _ in COLUMNS:
+        if pa.types.is_string(typ):
+            width = max((len(v) for v in table.column(name).to_pylist()), default=1)
+            out[f"table::len::{name}".encode()] = str(max(width, 1)).encode()
+    return out
+
+
 def write_catalogue(table: pa.Table, out_dir: str | Path, stem: str = "catalogue") -> dict[str, Path]:
-    """Write ``<stem>.parquet``, ``<stem>.fits`` (units in TUNIT) and ``<stem>.csv``; return their paths."""
+    """Write ``<stem>.parquet`` (units readable by astropy), ``<stem>.fits`` (units in TUNIT) and
+    ``<stem>.csv``; return their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = table.select([name for name, _, _ in COLUMNS]).cast(SCHEMA)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **_astropy_metadata(table)})
     paths = {
         "parquet": replace_when_done(
             out_dir / f"{stem}.parquet",

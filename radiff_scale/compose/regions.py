@@ -1,6 +1,7 @@
 """DS9 region file of the truth catalogue, to overlay the truth on the map in DS9/CARTA.
 
-One fk5 ellipse per object at its (RA, Dec), coloured by class, labelled with its id.
+One ICRS ellipse per object at its (RA, Dec), coloured by class, labelled with its id: the
+map's own frame (its header says RADESYS = 'ICRS').
 
 Conversions (catalogue -> DS9):
 - DS9 ellipse radii are *semi*-axes; the catalogue's major/minor are FWHM (full
@@ -25,7 +26,7 @@ HEADER = (
     "# Region file format: DS9 version 4.1\n"
     'global color=green dashlist=8 3 width=1 font="helvetica 10 normal roman" '
     "select=1 highlite=1 dash=0 fixed=0 edit=1 move=1 delete=1 include=1 source=1\n"
-    "fk5\n"
+    "icrs\n"
 )
 
 
