@@ -35,8 +35,9 @@ def cut_stamps_task(
     objects: list[PlannedObject],
     geometry: Any,
     stretch: Any,
+    bank: tuple[str, str] | None = None,
 ) -> StampBatchOutcome:
-    return cut_stamp_batch(run_root, batch, batch_size, objects, geometry, stretch)
+    return cut_stamp_batch(run_root, batch, batch_size, objects, geometry, stretch, bank)
 
 
 @ray.remote(num_cpus=1, max_retries=3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -26,10 +27,9 @@ from radiff_scale.compose.tile_bank import (
 )
 from radiff_scale.compose.wcs import MapGeometry
 from radiff_scale.errors import RadiffError
-from radiff_scale.mapjob import tiles as tile_store
 from radiff_scale.mapjob.inputs import geometry_and_background
 from radiff_scale.mapjob.plan import plan_map
-from radiff_scale.mapjob.tiles import fill_store_from_bank
+from radiff_scale.mapjob.tiles import bank_tiles, check_bank_run
 from radiff_scale.pipelines.map_job import run_make_map
 
 
@@ -94,21 +94,23 @@ def test_the_eight_transforms_keep_mask_and_tile_aligned() -> None:
     assert np.array_equal(dihedral(stack, 5)[1], dihedral(tile + 1, 5))  # works on stacks too
 
 
-def test_store_filling_copies_the_drawn_tiles_and_skips_done_batches(bank_path: Path, tmp_path: Path) -> None:
+def test_a_banked_run_checks_its_masks_and_refuses_a_changed_bank(bank_path: Path, tmp_path: Path) -> None:
+    """Banked runs read tiles from the bank file itself, so a resume must see the same bank."""
     bank = TileBank.load(bank_path)
     codes = [bank.pick(int(OBJECT_CLASSES[i % 3]), 100 + i)[0] for i in range(7)]
-    store = tmp_path / "tiles.zarr"
-    assert fill_store_from_bank(bank, codes, store, 3) == (3, 3)
-    expected = np.stack([bank.draw(c)[1] for c in codes])
-    assert np.array_equal(tile_store.read_range(store, slice(0, 7)), expected)
-    assert fill_store_from_bank(bank, codes, store, 3) == (3, 0)
-    wrong = np.zeros((7, 128, 128), np.uint8)
-    (store / "_done" / "1").unlink()
+    objects = [SimpleNamespace(rank=i, bank_index=c) for i, c in enumerate(codes)]
+    masks = np.stack([bank.draw(c)[0] for c in codes])
+    record = tmp_path / "tile_bank.json"
+    check_bank_run(bank, objects, masks, record)
+    assert json.loads(record.read_text())["sha256"] == bank.fingerprint
+    check_bank_run(bank, objects, masks, record)  # a resume with the same bank
     with pytest.raises(RadiffError, match="does not match the planned mask"):
-        fill_store_from_bank(bank, codes, store, 3, masks=wrong)
+        check_bank_run(bank, objects, np.zeros_like(masks), record)
     other = TileBank(np.asarray(bank.masks), np.asarray(bank.tiles)[::-1].copy(), bank.classes, bank.meta)
     with pytest.raises(RadiffError, match="not the tile bank this run started with"):
-        fill_store_from_bank(other, codes, store, 3)  # a resume must not mix two banks
+        check_bank_run(other, objects, masks, record)  # a resume must not mix two banks
+    tiles = bank_tiles(str(bank_path), bank.fingerprint, codes)
+    assert np.array_equal(tiles, np.stack([bank.draw(c)[1] for c in codes]))
 
 
 def test_map_from_a_bank_has_exact_truth_and_says_so(bank_path: Path, tmp_path: Path, ray_local, capsys) -> None:
@@ -131,9 +133,10 @@ def test_map_from_a_bank_has_exact_truth_and_says_so(bank_path: Path, tmp_path: 
     planned = plan_map(spec.placement, geometry.shape, geometry.pixel_scale_arcsec, spec.seed, bank, sigma,
                        chunk=spec.chunk)
     masks = planned.masks[0 : len(ranks)]
-    tiles = tile_store.read_range(out / "work" / "tiles.zarr", slice(0, len(ranks)))
-    for mask, tile in zip(masks, tiles):  # every placed object wears a (transformed) bank entry, mask and tile
-        assert any(np.array_equal(mask, m) and np.array_equal(tile, t) for m, t in drawn)
+    for mask in masks:  # every placed object wears a (transformed) bank entry
+        assert any(np.array_equal(mask, m) for m, _ in drawn)
+    assert not (out / "work" / "tiles.zarr").exists()  # tiles are read from the bank, not copied
+    assert manifest["counts"]["tile_batches_sampled"] == 0
 
     with fits.open(out / "map.fits") as hdul:
         image = hdul[0].data.astype(np.float64)

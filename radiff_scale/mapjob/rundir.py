@@ -5,7 +5,8 @@ Layout of ``OUT/``::
     spec.json          resolved MapSpec identity, written first (what --resume checks)
     work/unplaced.json     objects that could not be placed, with reasons
     work/mask_pool.zarr    masks invented by the mask prior (only with ``masks: prior``)
-    work/tiles.zarr        one generated tile per placed object; one chunk per batch
+    work/tiles.zarr        one generated tile per placed object; one chunk per batch (model tiles)
+    work/tile_bank.json    the tile bank a banked run reads its tiles from, with its sha256
     work/stamps/           the cut stamps, one file per stamp batch (radiff_scale.mapjob.stamps)
     work/catalogue/        catalogue rows, one part per stamp batch
     work/chunks_done/      one done marker per mosaic chunk (outside map.zarr: xarray and dask open it clean)
@@ -33,7 +34,8 @@ from radiff_scale.errors import RadiffError
 #: Version of what ``work/`` holds and in which order (part of a run's identity in
 #: spec.json, so ``--resume`` refuses a folder an older layout left half done). 2: objects
 #: ranked by owner chunk, stamps cut once into ``work/stamps``, catalogue parts per batch. 3: chunk
-#: done markers in ``work/chunks_done`` instead of inside map.zarr.
+#: done markers in ``work/chunks_done`` instead of inside map.zarr; banked runs read the bank
+#: instead of a copy of its tiles in ``work/tiles.zarr``.
 RUN_LAYOUT = 3
 
 
@@ -76,6 +78,10 @@ class RunDir:
         return self.root / "map.zarr"
 
     @property
+    def tile_bank(self) -> Path:
+        return self.work / "tile_bank.json"
+
+    @property
     def chunk_markers(self) -> Path:
         return self.work / "chunks_done"
 
@@ -85,6 +91,12 @@ class RunDir:
 
     def output(self, name: str) -> Path:
         return self.root / name
+
+
+def check_run_flags(resume: bool, overwrite: bool) -> None:
+    """The flags alone: refused before any input is read (a big background takes a while)."""
+    if resume and overwrite:
+        raise RadiffError("--resume and --overwrite exclude each other: finish the run in the folder, or replace it")
 
 
 def prepare_run_dir(out: str | Path, identity: dict[str, Any], resume: bool, overwrite: bool) -> RunDir:
@@ -98,8 +110,7 @@ def prepare_run_dir(out: str | Path, identity: dict[str, Any], resume: bool, ove
     """
     root = Path(out)
     run = RunDir(root)
-    if resume and overwrite:
-        raise RadiffError("--resume and --overwrite exclude each other: finish the run in the folder, or replace it")
+    check_run_flags(resume, overwrite)
     if root.exists() and not root.is_dir():
         raise RadiffError(f"output {root} exists and is not a folder")
     exists = root.is_dir() and any(root.iterdir())

@@ -41,7 +41,7 @@ from radiff_scale.compose.wcs import MapGeometry
 from radiff_scale.data.stretch import Stretch
 from radiff_scale.mapjob.plan import PlannedObject
 from radiff_scale.mapjob.rundir import RunDir
-from radiff_scale.mapjob.tiles import batch_slice, read_range
+from radiff_scale.mapjob.tiles import bank_tiles, batch_slice, read_range
 
 #: Objects per stamp task (and stamp file), rounded up to whole tile batches: a task has a
 #: fixed cost (scheduling, opening the store, writing two files) of ~15 ms, as much as
@@ -84,9 +84,11 @@ def cut_stamp_batch(
     objects: list[PlannedObject],
     geometry: MapGeometry,
     stretch: Stretch,
+    bank: tuple[str, str] | None = None,
 ) -> StampBatchOutcome:
     """Cut and measure the objects of stamp batch ``batch`` (ranks ``batch * batch_size`` on;
-    ``objects``: their records, in rank order; ``stretch``: the model's, which decodes tiles)."""
+    ``objects``: their records, in rank order; ``stretch``: the model's, which decodes tiles).
+    Tiles come from the run's tile store, or with ``bank`` = (path, sha256) from that tile bank."""
     started = time.perf_counter()
     run = RunDir(Path(run_root))
     expected = batch_slice(batch, batch * batch_size + len(objects), batch_size)
@@ -95,7 +97,7 @@ def cut_stamp_batch(
         raise ValueError(f"stamp batch {batch} got ranks {ranks[:3]}... instead of {expected.start}..{expected.stop - 1}")
     inverse = stretch.decode
     steps = dict.fromkeys(("tiles", "cut", "measure", "write"), 0.0)
-    tiles = read_range(run.tiles, expected)
+    tiles = read_range(run.tiles, expected) if bank is None else bank_tiles(*bank, [o.bank_index for o in objects])
     steps["tiles"] = time.perf_counter() - started
     wcs = _map_wcs(geometry)
     stamps, rows, odd = [], [], []

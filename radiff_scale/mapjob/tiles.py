@@ -1,8 +1,9 @@
 """The tile stage's work: one tile per placed object, stored by rank, one Zarr chunk per batch.
 
 The tiles come from the sampler actors (actors/sampling_stage.py samples the batches
-that :class:`PlannedBatches` builds here) or are copied from a tile bank
-(:func:`fill_store_from_bank`). Either way the store is the same.
+that :class:`PlannedBatches` builds here). A map made from a tile bank has no tile store:
+its stamp tasks read their tiles from the bank file itself (:func:`bank_tiles`), so the
+bank's tiles are not copied to disk a second time (64 kB an object).
 
 Batches are consecutive ranks of a fixed size, so batch ``b`` owns chunk ``b`` of the
 store: sampler results can be written in any order, by any worker, twice after a
@@ -16,7 +17,9 @@ mostly zeros) keep zstd: they shrink ~200x.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,10 +27,10 @@ from typing import Protocol
 import numpy as np
 import zarr
 
-from radiff_scale.atomic import write_bytes_atomic
+from radiff_scale.atomic import write_bytes_atomic, write_json_atomic
 from radiff_scale.compose.background import BackgroundSource
 from radiff_scale.compose.conditioning import background_patches
-from radiff_scale.compose.tile_bank import TileBank, decode
+from radiff_scale.compose.tile_bank import TileBank, decode, dihedral
 from radiff_scale.constants import TILE
 from radiff_scale.data.stretch import Stretch
 from radiff_scale.errors import RadiffError
@@ -164,44 +167,34 @@ class PlannedBatches:
         return TileBatch(index, self.masks[sl], patches, tuple(o.seed for o in chunk), tuple(o.object_id for o in chunk))
 
 
-def fill_store_from_bank(
-    bank: TileBank,
-    codes: Sequence[int],
-    store: Path,
-    batch_size: int,
-    masks: np.ndarray | None = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> tuple[int, int]:
-    """Copy the tile of every code (rank order) into the tile store, skipping done batches.
-
-    The store records the bank's fingerprint: resuming a run with a different bank file
-    (same path, other content) is refused instead of mixing the tiles of two banks.
-    ``masks`` (optional, rank order) are the masks the planner placed; each must equal
-    the bank mask of its code (a cheap guard against a planner/bank mismatch).
-    Returns ``(batches in all, batches copied now)``.
-    """
-    n = len(codes)
-    array = create_store(store, n, batch_size, "float32")
-    recorded = array.attrs.get("tile_bank_sha256")
+def check_bank_run(bank: TileBank, objects: Sequence[PlannedObject], masks: FootprintStack, record: Path) -> None:
+    """A banked run reads its tiles straight from the bank (no tile store): check that every
+    planned mask is its bank entry's (a cheap guard against a planner/bank mismatch), and that
+    a resumed run sees the bank it started with, recorded in ``record`` on the first run --
+    the same path with other content would mix the tiles of two banks."""
+    recorded = json.loads(record.read_text())["sha256"] if record.exists() else None
+    if recorded is not None and recorded != bank.fingerprint:
+        raise RadiffError(f"{bank.source} is not the tile bank this run started with (its content changed); "
+                          "rerun with --overwrite")
+    for obj in objects:
+        entry, transform = decode(obj.bank_index)
+        if not np.array_equal(dihedral(np.asarray(bank.masks[entry]), transform), masks[obj.rank]):
+            raise RadiffError(f"{bank.source}: entry {decode(obj.bank_index)[0]} does not match the planned mask "
+                              f"of rank {obj.rank}")
     if recorded is None:
-        array.attrs["tile_bank_sha256"] = bank.fingerprint
-    elif recorded != bank.fingerprint:
-        raise RadiffError(
-            f"{bank.source} is not the tile bank this run started with (its content changed); "
-            "rerun with --overwrite"
-        )
-    total = n_batches(n, batch_size)
-    todo = sorted(set(range(total)) - done_batches(store))
-    for batch in todo:
-        sl = batch_slice(batch, n, batch_size)
-        tiles = np.empty((sl.stop - sl.start, TILE, TILE), dtype=np.float32)
-        for i, rank in enumerate(range(sl.start, sl.stop)):
-            mask, tiles[i] = bank.draw(codes[rank])
-            if masks is not None and not np.array_equal(mask, masks[rank]):
-                raise RadiffError(
-                    f"{bank.source}: entry {decode(codes[rank])[0]} does not match the planned mask of rank {rank}"
-                )
-        write_batch(store, batch, batch_size, tiles)
-        if on_batch is not None:
-            on_batch(len(tiles))
-    return total, len(todo)
+        write_json_atomic(record, {"path": str(bank.source), "sha256": bank.fingerprint})
+
+
+def bank_tiles(path: str, fingerprint: str, codes: Sequence[int]) -> np.ndarray:
+    """The (transformed) tiles of ``codes``, read in a worker from the bank file (memory-mapped,
+    opened once per worker process and bank content)."""
+    bank = _worker_bank(path, fingerprint)
+    return np.stack([bank.draw(int(code))[1] for code in codes]) if len(codes) else np.zeros((0, TILE, TILE), np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_bank(path: str, fingerprint: str) -> TileBank:
+    bank = TileBank.load(path)
+    if bank.fingerprint != fingerprint:
+        raise RuntimeError(f"{path} changed while the map was being made")
+    return bank
