@@ -196,7 +196,7 @@ def stage_at(seconds: dict[str, float], before_end: float) -> str:
 def steady_chunks_per_s(mosaic: Path) -> float | None:
     """Chunks/s between the first and the last chunk done marker: the stage without its start-up
     (Ray workers importing the library), which dominates small maps."""
-    times = sorted(p.stat().st_mtime for p in (mosaic / "_done").glob("*.json"))
+    times = sorted(p.stat().st_mtime for p in (mosaic.parent / "work" / "chunks_done").glob("*.json"))
     if len(times) < 3 or times[-1] <= times[0]:
         return None
     return (len(times) - 1) / (times[-1] - times[0])
