@@ -29,6 +29,18 @@ _AIPS_BEAM_RE = re.compile(
 )
 
 
+def fits_error_text(exc: BaseException) -> str:
+    """astropy's complaint about a file it cannot open, as one short clause for a user's message.
+
+    Its "no SIMPLE card" error advises an astropy keyword the user cannot pass through us,
+    so that one says plainly what the file is not; others are kept, on one line.
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "No SIMPLE card found" in text:
+        return "not a FITS file: it does not start with a SIMPLE card"
+    return text
+
+
 def read_map_unit(header: fits.Header) -> str | None:
     """The brightness unit of a real map, upper case without spaces, or None if absent.
 

@@ -15,11 +15,24 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from radiff_scale.version import __version__
 from radiff_scale.errors import RadiffError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose refusals are one line, like every other user mistake.
+
+    argparse prints its usage block (several lines) before the error; the options are one
+    ``--help`` away, so the refusal says where to look instead, with the same exit code 2.
+    Subcommand parsers are of the same class (``add_subparsers`` uses the parent's type).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,7 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="radiff-scale",
         description="Train controllable diffusion models on radio cutouts and make large synthetic radio maps with exact truth.",
     )
@@ -149,7 +162,7 @@ def run_handler(prog: str, handler: Handler, args: argparse.Namespace) -> int:
 def job_main(name: str, job: str, argv: Sequence[str] | None = None) -> int:
     """``python -m jobs.<job>`` (what ``ray job submit`` runs): command ``name`` on its own."""
     command = next(c for c in COMMANDS if c.name == name)
-    parser = command.add_to(argparse.ArgumentParser(prog=f"python -m jobs.{job}", description=command.help))
+    parser = command.add_to(OneLineParser(prog=f"python -m jobs.{job}", description=command.help))
     args = parser.parse_args(argv)
     return run_handler(job, args.handler, args)
 

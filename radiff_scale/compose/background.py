@@ -81,6 +81,9 @@ class FitsBackground:
             self._bscale = float(header.get("BSCALE", 1.0))
             self._bzero = float(header.get("BZERO", 0.0))
             bitpix = int(header["BITPIX"])  # a compressed HDU's header is its image's
+            if bitpix not in STORED_DTYPES:
+                raise RadiffError(f"{self.path}: BITPIX = {bitpix} is not a FITS pixel type "
+                                  f"(one of {', '.join(map(str, STORED_DTYPES))})")
             self._blank = header.get("BLANK") if bitpix > 0 else None
             # Byte offset of the pixels (None: compressed, read through astropy).
             self._offset = None if isinstance(hdu, fits.CompImageHDU) else int(hdul.fileinfo(self._hdu_index)["datLoc"])

@@ -122,6 +122,11 @@ class Positions:
         n = a.shape[0]
         if b.shape[0] != n:
             raise RadiffError(f"{self.source}: {first} has {n} values but {second} has {b.shape[0]}")
+        for name, values in ((first, a), (second, b)):
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:  # a blank cell is a broken catalogue, not an object to report as unplaced
+                raise RadiffError(f"{self.source} row {int(bad[0])}: {name} is {values[bad[0]]} "
+                                  f"({bad.size} row(s) without a finite {name}; every object needs a position)")
         object.__setattr__(self, first, a)
         object.__setattr__(self, second, b)
         if self.classes is None:

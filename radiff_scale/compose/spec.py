@@ -9,12 +9,11 @@ change the output bytes are the run's *identity* (see :meth:`MapSpec.identity`):
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from radiff_scale.atomic import check_output_path
 from radiff_scale.beam import Beam
 from radiff_scale.compose.planner import PlacementConfig
 from radiff_scale.compose.sources import MaskSource, TileSource
@@ -115,17 +114,5 @@ class MapSpec:
 def preflight_disk(out: Path, shape: tuple[int, int]) -> int:
     """Refuse a map that cannot fit on the output disk (worst case: nothing compresses)."""
     need = shape[0] * shape[1] * WORST_BYTES_PER_PIXEL
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise RadiffError(f"cannot create {out}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise RadiffError(f"cannot write {out}: no write permission in {probe}")
-    free = shutil.disk_usage(probe).free
-    if need > free:
-        raise RadiffError(
-            f"a {shape[0]}x{shape[1]} map needs up to {need / 2**30:.1f} GiB in {out}, "
-            f"but only {free / 2**30:.1f} GiB are free"
-        )
+    check_output_path(out, need, what=f"a {shape[0]}x{shape[1]} map (nothing compressed)")
     return need

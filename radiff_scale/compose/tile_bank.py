@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from radiff_scale.atomic import replace_when_done
+from radiff_scale.atomic import check_output_path, replace_when_done
 from radiff_scale.classes import NUM_CLASSES, OBJECT_CLASSES, class_from_id
 from radiff_scale.constants import TILE
 from radiff_scale.diffusion.settings import SamplerSpec
@@ -345,6 +346,14 @@ def build_tile_bank(
     out = Path(out)
     if out.suffix != ".npz":
         raise RadiffError(f"--out {out}: a tile bank is an .npz file")
+    need = n * TILE * TILE * (4 + 1)  # float32 tile + uint8 mask, in memory and then uncompressed on disk
+    memory = 0  # physical memory, where the OS says
+    if "SC_PHYS_PAGES" in getattr(os, "sysconf_names", {}):
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if memory and need > memory:
+        raise RadiffError(f"--n {n}: a bank is built in memory, {need / 2**30:.1f} GiB of it, "
+                          f"but this machine has {memory / 2**30:.1f} GiB")
+    check_output_path(out, need, folder=False, what=f"a bank of {n} tiles")
     bank = MaskBank.default() if mask_bank is None else mask_bank
     device = "cuda" if torch.cuda.is_available() else "cpu"
     models = RadiffModels.load(model_dir, device=device)

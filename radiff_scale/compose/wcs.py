@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.io.fits.verify import VerifyWarning
+from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from radiff_scale.beam import Beam
 from radiff_scale.errors import RadiffError
-from radiff_scale.fits_header import celestial_wcs, read_beam, read_freq
+from radiff_scale.fits_header import celestial_wcs, fits_error_text, read_beam, read_freq
 
 #: Projections we are willing to write (WCSLIB codes). NCP is read, but written as SIN.
 WRITABLE_PROJECTIONS = ("SIN", "TAN", "ARC", "ZEA", "STG")
@@ -118,15 +118,21 @@ def open_fits(path: str | Path, **kwargs: object) -> fits.HDUList:
         raise RadiffError(f"{path}: no such FITS file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", VerifyWarning)
+            warnings.simplefilter("ignore", AstropyWarning)
             # astropy only warns (once per open, and we open a map a few times) about a file
             # shorter than its header says; that is the user's broken file: one line, once.
             warnings.filterwarnings("error", message=".*may have been truncated.*")
-            return fits.open(path, memmap=True, **kwargs)
+            hdul = fits.open(path, memmap=True, **kwargs)
+            try:
+                len(hdul)  # every HDU's header now, under this guard: not a warning or an OSError later
+            except BaseException:
+                hdul.close()
+                raise
+            return hdul
     except UserWarning:
         raise RadiffError(f"{path}: the file is shorter than its header says (truncated FITS?)") from None
     except (OSError, ValueError) as exc:
-        raise RadiffError(f"{path}: cannot read as FITS ({exc})") from None
+        raise RadiffError(f"{path}: cannot read as FITS ({fits_error_text(exc)})") from None
 
 
 def find_image_hdu(hdul: fits.HDUList, path: str | Path) -> int:

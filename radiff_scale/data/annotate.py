@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from radiff_scale.atomic import check_output_path
 from radiff_scale.classes import SourceClass
 from radiff_scale.data.annotate_background import estimate_background
 from radiff_scale.data.annotate_config import TOOL, AnnotateConfig
@@ -136,6 +137,7 @@ def annotate(inputs: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
 
     out_path = Path(out)
     _check_out(out_path)
+    check_output_path(out_path, folder=False)  # built beside OUT, then renamed: the parent is written
     files = select_inputs(expand_inputs(inputs), config)
     spurious = match_names(files, config.spurious_names, "--spurious-names", required=False) if config.spurious_names else set()
     names = _unique_names(files)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from radiff_scale.beam import Beam
+from radiff_scale.constants import MAX_CUTOUT
 from radiff_scale.errors import RadiffError
 
 #: Recorded as the writer of every sample and of the dataset's summary.
@@ -42,8 +43,8 @@ class AnnotateConfig:
     def __post_init__(self) -> None:
         if not 0 < self.island_sigma <= self.seed_sigma:
             raise RadiffError(f"--island-sigma must be > 0 and <= --seed-sigma, got {self.island_sigma} and {self.seed_sigma}")
-        if self.cutout < 8:
-            raise RadiffError(f"--cutout must be >= 8 pixels, got {self.cutout}")
+        if not 8 <= self.cutout <= MAX_CUTOUT:
+            raise RadiffError(f"--cutout must be in 8..{MAX_CUTOUT} pixels, got {self.cutout}")
         if not 0 <= self.overlap < self.cutout:
             raise RadiffError(f"--overlap must be >= 0 and < --cutout ({self.cutout}), got {self.overlap}")
         if self.group_gap < 0 or self.compact_beams <= 0:

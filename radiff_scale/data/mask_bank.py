@@ -187,6 +187,8 @@ class MaskBank:
                 names = data["names"].tolist() if "names" in data.files else None
         except (OSError, ValueError) as exc:
             raise RadiffError(f"cannot read mask bank {path}: {exc}") from None
+        if masks.dtype == np.bool_:  # True would silently mean class 1 (spurious) everywhere
+            raise RadiffError(f"{path}: masks must hold integer class ids 0..{NUM_CLASSES - 1}, got dtype bool")
         return cls(masks, names, source=str(path))
 
     @classmethod

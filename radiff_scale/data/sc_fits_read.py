@@ -19,6 +19,7 @@ from astropy.utils.exceptions import AstropyWarning
 
 from radiff_scale.data.sc_sample import STRUCTURAL
 from radiff_scale.errors import RadiffError
+from radiff_scale.fits_header import fits_error_text
 
 
 def _read_fits_array(path: Path) -> tuple[np.ndarray, fits.Header]:
@@ -45,7 +46,9 @@ def _read_fits_array(path: Path) -> tuple[np.ndarray, fits.Header]:
     except RadiffError:
         raise
     except Exception as exc:  # any failure to parse a user's file is the file's fault
-        raise RadiffError(f"{path}: cannot read FITS ({type(exc).__name__}: {exc})") from None
+        if isinstance(exc, ValueError) and "cannot reshape" in str(exc):  # fewer data bytes than NAXISn say
+            raise RadiffError(f"{path}: cannot read FITS (the file is shorter than its header says: truncated?)") from None
+        raise RadiffError(f"{path}: cannot read FITS ({type(exc).__name__}: {fits_error_text(exc)})") from None
     squeezed = np.squeeze(data)
     if squeezed.ndim != 2:
         raise RadiffError(f"{path}: image is not 2-D (shape {data.shape} after squeezing length-1 axes)")

@@ -9,6 +9,7 @@ own noise texture and their own faint, unlabelled sources.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from radiff_scale.beam import Beam
 from radiff_scale.data.sim_config import SimConfig
 from radiff_scale.errors import RadiffError
+from radiff_scale.fits_header import fits_error_text
 from radiff_scale.robust import robust_sigma
 
 
@@ -32,28 +34,31 @@ class RealMap:
 def load_real_maps(paths: list[str]) -> tuple[RealMap, ...]:
     """Open the maps once (memory-mapped where possible); a bad or too-small file is a user error."""
     from astropy.io import fits
+    from astropy.utils.exceptions import AstropyWarning
 
     maps = []
     for path in paths:
         try:
-            with fits.open(path, memmap=True) as hdul:
-                hdu = next((h for h in hdul if h.data is not None and h.data.ndim >= 2), None)
-                if hdu is None:
-                    raise RadiffError(f"real background {path}: no image data")
-                data = hdu.data
-                while data.ndim > 2 and data.shape[0] == 1:
-                    data = data[0]
-                header = hdu.header
-                beam = None
-                if header.get("BMAJ") and header.get("BMIN"):
-                    beam = Beam(float(header["BMAJ"]) * 3600, float(header["BMIN"]) * 3600,
-                                float(header.get("BPA", 0.0) or 0.0))
-                step = header.get("CDELT2", header.get("CD2_2"))
-                scale = abs(float(step)) * 3600 if step else None
+            with warnings.catch_warnings():  # real maps' header quirks: nothing the user can act on
+                warnings.simplefilter("ignore", AstropyWarning)
+                with fits.open(path, memmap=True) as hdul:
+                    hdu = next((h for h in hdul if h.data is not None and h.data.ndim >= 2), None)
+                    if hdu is None:
+                        raise RadiffError(f"real background {path}: no image data")
+                    data = hdu.data
+                    while data.ndim > 2 and data.shape[0] == 1:
+                        data = data[0]
+                    header = hdu.header
+                    beam = None
+                    if header.get("BMAJ") and header.get("BMIN"):
+                        beam = Beam(float(header["BMAJ"]) * 3600, float(header["BMIN"]) * 3600,
+                                    float(header.get("BPA", 0.0) or 0.0))
+                    step = header.get("CDELT2", header.get("CD2_2"))
+                    scale = abs(float(step)) * 3600 if step else None
         except RadiffError:
             raise
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise RadiffError(f"real background {path}: cannot read FITS ({exc})") from None
+            raise RadiffError(f"real background {path}: cannot read FITS ({fits_error_text(exc)})") from None
         if data.ndim != 2:
             raise RadiffError(f"real background {path}: image is not 2-D (shape {data.shape})")
         maps.append(RealMap(str(path), data, beam, scale))

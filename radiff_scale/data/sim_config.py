@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from radiff_scale.beam import Beam
+from radiff_scale.constants import MAX_CUTOUT
 from radiff_scale.errors import RadiffError
 
 BackgroundKind = Literal["noise", "noise+diffuse", "real"]
@@ -94,8 +95,8 @@ class SimConfig:
         def bad(name: str, why: str) -> RadiffError:
             return RadiffError(f"simulate config: {name} = {getattr(self, name)!r}: {why}")
 
-        if self.size < 32:
-            raise bad("size", "must be at least 32 pixels")
+        if not 32 <= self.size <= MAX_CUTOUT:
+            raise bad("size", f"must be in 32..{MAX_CUTOUT} pixels (a cutout; radiff-scale make-map makes maps)")
         for name in ("pixel_scale_arcsec", "bmaj_arcsec", "bmin_arcsec", "rms_jy", "mask_nsigma"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")

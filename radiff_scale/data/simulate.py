@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from radiff_scale.atomic import write_json_atomic
+from radiff_scale.atomic import check_output_path, write_json_atomic
 from radiff_scale.classes import OBJECT_CLASSES
 from radiff_scale.config import to_dict
 from radiff_scale.data.sim_background import load_real_maps
@@ -59,6 +59,9 @@ __all__ = ["SUMMARY_FILE", "DatasetSummary", "SimConfig", "cutout_to_sample", "s
 
 #: Written last by :func:`simulate_dataset`; its presence marks a complete dataset.
 SUMMARY_FILE = "summary.json"
+
+#: Bytes of a FITS block: each header and data unit is padded to a whole number of them.
+FITS_BLOCK = 2880
 
 
 @dataclass
@@ -224,6 +227,9 @@ def simulate_dataset(
     root = Path(out)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise RadiffError(f"--out {root}: already exists and is not an empty folder")
+    # At least an image and a background of float32 per cutout (masks and JSON come on top).
+    check_output_path(root, n * (8 * config.size**2 + 4 * FITS_BLOCK),
+                      what=f"a dataset of {n} cutouts of {config.size}x{config.size}")
     if config.background == "real":
         load_real_maps(config.real_backgrounds)  # fail on a bad map before writing anything
     root.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,10 @@ SAMPLERS = ("ddpm", "ddim", "dpm++", "unipc")
 #: Arithmetic of GPU sampler actors (CPU actors always use fp32): see SamplerSpec.gpu_precision.
 PRECISIONS = ("fp32", "bf16")
 
+#: Most tiles in one batch: a batch is one chunk of the tile store (4096 tiles: 256 MiB of
+#: float32) and one forward pass, far past what a GPU's memory takes at the paper's size.
+MAX_BATCH = 4096
+
 
 @dataclass
 class SamplerSpec:
@@ -44,8 +48,8 @@ class SamplerSpec:
             raise RadiffError(f"sampler.name {self.name!r} is not one of {', '.join(SAMPLERS)}")
         if self.steps < 1:
             raise RadiffError(f"sampler.steps must be >= 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise RadiffError(f"sampler.batch_size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise RadiffError(f"sampler.batch_size must be in 1..{MAX_BATCH}, got {self.batch_size}")
         if not (0.0 <= self.eta <= 1.0):
             raise RadiffError(f"sampler.eta must be in [0, 1], got {self.eta}")
         if self.gpu_precision not in PRECISIONS:

@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from radiff_scale.classes import OBJECT_CLASSES, class_from_id
 from radiff_scale.compose.background import BackgroundSource, FitsBackground, SyntheticBackground
+from radiff_scale.compose.given import GivenObjects
+from radiff_scale.compose.planner import PlacementConfig
 from radiff_scale.compose.resample import pixels_per_beam, zoom_factor
 from radiff_scale.compose.sigma import SigmaMap
 from radiff_scale.compose.spec import MapSpec
@@ -99,6 +102,27 @@ def load_mask_bank(spec: MapSpec, model_dir: Path | None, index: dict[str, Any] 
     if not masks.bank.is_file():
         raise RadiffError(f"masks {spec.masks}: no such file")
     return MaskBank.from_npz(masks.bank)
+
+
+def check_bank_classes(bank: MaskBank | None, placement: PlacementConfig, given: GivenObjects | None) -> None:
+    """Every class the plan can ask for is in the bank: refused here, not by the planner once Ray is up.
+
+    Random objects (and given rows without a class) draw every class of non-zero
+    ``placement.class_fractions``; a given class is asked for as it is. ``None`` (masks:
+    prior) is checked by nothing: the prior's masks are sampled later.
+    """
+    if bank is None:
+        return
+    weights = dict(zip(OBJECT_CLASSES, placement.class_weights()))
+    drawn = placement.n_objects != 0 if given is None else bool(np.any(given.class_ids < 0))
+    needed = {cls for cls, w in weights.items() if w > 0} if drawn else set()
+    if given is not None:
+        needed |= {class_from_id(int(c)) for c in np.unique(given.class_ids[given.class_ids >= 0])}
+    for cls in sorted(needed):
+        held = bank.class_counts()[cls.label] if isinstance(bank, TileBank) else bank.entries_with(int(cls)).size
+        if not held:
+            raise RadiffError(f"{bank.source} holds no {cls.label} object, but the map asks for some "
+                              f"(use a bank that has them, or set placement.class_fractions.{cls.label}=0)")
 
 
 def model_zoom(card: dict[str, Any], geometry: MapGeometry) -> float:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from radiff_scale.constants import MAX_CUTOUT
 from radiff_scale.ddp import unwrap_ddp
 
 
@@ -55,6 +56,8 @@ class AutoencoderConfig:
         for ch in self.block_out_channels:
             if ch % self.norm_num_groups:
                 raise ValueError(f"channels {ch} not divisible by norm_num_groups {self.norm_num_groups}")
+        if not 8 <= self.image_size <= MAX_CUTOUT:
+            raise ValueError(f"image_size must be in 8..{MAX_CUTOUT} pixels, got {self.image_size}")
         if self.image_size % self.downsample_factor:
             raise ValueError(f"image_size {self.image_size} not divisible by {self.downsample_factor}")
         for name in ("shift_factor", "scaling_factor"):

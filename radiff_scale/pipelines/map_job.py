@@ -43,7 +43,7 @@ from radiff_scale.mapjob import chunks, export, stamps, tiles
 from radiff_scale.mapjob.inputs import MapInputs, check_bank_classes, describe_tile_source, resolve_inputs
 from radiff_scale.mapjob.manifest import StageLog, build_manifest, refusal_counts
 from radiff_scale.mapjob.plan import PlannedMap, PlannedObject, plan_map
-from radiff_scale.mapjob.rundir import RUN_LAYOUT, RunDir, prepare_run_dir
+from radiff_scale.mapjob.rundir import RUN_LAYOUT, RunDir, check_run_flags, prepare_run_dir
 from radiff_scale.progress import progress_bar
 from radiff_scale.seeding import derive_seed
 
@@ -61,12 +61,13 @@ def run_make_map(
     started = time.perf_counter()
     log = StageLog()
     validate_chunk(spec.chunk)
+    check_run_flags(resume, overwrite)
     inputs = resolve_inputs(spec)  # every user mistake, before any folder or heavy work
     given = positions.resolve(inputs.geometry) if positions is not None else None
-    check_bank_classes(inputs.mask_bank, spec.placement, given)
     identity = run_identity(spec, given)
     out = Path(out)
     preflight_disk(out, inputs.geometry.shape)
+    check_bank_classes(inputs.mask_bank, spec.placement, given)  # indexes the bank (~2 s): after the quick checks
     # The noise map before the run folder: a background with no usable pixels is refused
     # without leaving a spec.json behind (the same command would then be "not empty").
     t = log.start()
@@ -170,25 +171,22 @@ def plan_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, bank: Any, sigma: 
 
 def tiles_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, planned: PlannedMap, objects: list[PlannedObject],
                 use_gpu: bool, progress: bool, log: StageLog) -> None:
-    """One tile per placed object into the tile store: sampled on the actor pool, or copied from a bank."""
+    """One tile per placed object into the tile store, sampled on the actor pool (a bank needs no store)."""
+    if inputs.tile_bank is not None:  # the stamp tasks read the bank itself: nothing to sample or copy
+        tiles.check_bank_run(inputs.tile_bank, objects, planned.masks, run.tile_bank)
+        log.counts.update(tile_batches_total=0, tile_batches_sampled=0, tile_batches_resubmitted=0,
+                          tile_actors_lost=0)
+        return
     n, b = len(objects), spec.sampler.batch_size
     already = len(tiles.done_batches(run.tiles)) if run.tiles.exists() else 0
-    with progress_bar(progress, n, "tiles" if inputs.tile_bank is None else "tiles (bank)", "tile") as bar:
+    with progress_bar(progress, n, "tiles", "tile") as bar:
         bar.update(min(n, already * b))  # a resumed run's batches (all full but maybe the last)
-        if inputs.tile_bank is not None:
-            codes = [o.bank_index for o in objects]
-            total, done_now = tiles.fill_store_from_bank(inputs.tile_bank, codes, run.tiles, b, planned.masks,
-                                                         bar.update)
-            resubmitted = actors_lost = 0
-        else:
-            batches = tiles.PlannedBatches(objects, planned.masks, inputs.background, b, inputs.stretch)
-            counts = sample_to_store(str(inputs.model_dir), spec.sampler, batches, run.tiles, spec.workers,
-                                     use_gpu=use_gpu, on_batch=lambda _batch, k: bar.update(k), zoom=inputs.zoom)
-            total, done_now, resubmitted = counts.batches_total, counts.batches_sampled, counts.resubmitted
-            actors_lost = counts.actors_lost
+        batches = tiles.PlannedBatches(objects, planned.masks, inputs.background, b, inputs.stretch)
+        counts = sample_to_store(str(inputs.model_dir), spec.sampler, batches, run.tiles, spec.workers,
+                                 use_gpu=use_gpu, on_batch=lambda _batch, k: bar.update(k), zoom=inputs.zoom)
     # Lost actors and resubmitted batches: what a node that went away cost (the bytes do not change).
-    log.counts.update(tile_batches_total=total, tile_batches_sampled=done_now, tile_batches_resubmitted=resubmitted,
-                      tile_actors_lost=actors_lost)
+    log.counts.update(tile_batches_total=counts.batches_total, tile_batches_sampled=counts.batches_sampled,
+                      tile_batches_resubmitted=counts.resubmitted, tile_actors_lost=counts.actors_lost)
 
 
 def stamps_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, objects: list[PlannedObject], progress: bool,
@@ -200,10 +198,12 @@ def stamps_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, objects: list[Pl
     log.counts.update(stamp_batches_total=total, stamp_batches_cut=len(todo))
     odd: set[int] = set()
     geometry = share(inputs.geometry)
+    bank = None if inputs.tile_bank is None else \
+        (str(Path(inputs.tile_bank.source).resolve()), inputs.tile_bank.fingerprint)  # workers have their own cwd
 
     def submit(batch: int) -> Any:
         return cut_stamps_task.remote(str(run.root), batch, b, objects[tiles.batch_slice(batch, len(objects), b)],
-                                      geometry, inputs.stretch)
+                                      geometry, inputs.stretch, bank)
 
     stage_tasks("stamps", "batch", submit, todo, spec.workers, progress, log,
                 lambda outcome: odd.update(outcome.odd_normalisation))

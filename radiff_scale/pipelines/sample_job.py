@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from actors.sampling_stage import SamplingCounts, sample_to_store
+from radiff_scale.atomic import check_output_path
 from radiff_scale.classes import SourceClass
 from radiff_scale.compose.sample_backgrounds import DEFAULT_RMS_JY, Background, plan_backgrounds, tile_header, tile_zoom
 from radiff_scale.config import from_dict, parse_override, to_dict
@@ -123,6 +124,7 @@ def check_out(out: Path) -> None:
             raise RadiffError(f"--out {out} exists and is not empty (choose a new folder)")
     elif out.exists():
         raise RadiffError(f"--out {out} exists and is not a folder")
+    check_output_path(out, folder=False)  # built beside OUT as .OUT.partial, then renamed
 
 
 def sampler_spec(overrides: Sequence[str]) -> SamplerSpec:

@@ -29,7 +29,7 @@ from radiff_scale.models.bundle import INDEX
 from radiff_scale.models.config import ModelsConfig
 from radiff_scale.models.io import read_bundle_index
 from radiff_scale.training.card import stage_entry, updated_card
-from radiff_scale.atomic import replace_dir_when_done
+from radiff_scale.atomic import check_output_path, replace_dir_when_done
 from radiff_scale.training.checkpoints import latest_checkpoint, load_checkpoint, read_meta
 from radiff_scale.training.config import StageConfig, load_train_config
 from radiff_scale.training.loop import WorkerPlan
@@ -94,6 +94,7 @@ def _check_inputs(
     config_path: str | None,
 ) -> None:
     """Refuse a run that cannot work before it writes anything or starts Ray."""
+    check_output_path(bundle.parent)  # the run folder: not under a file, and writable
     if stage_config.batch_size % workers:
         raise RadiffError(
             f"train.{spec.name}.batch_size {stage_config.batch_size} must be divisible by --workers {workers}"
