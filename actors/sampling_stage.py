@@ -37,6 +37,7 @@ class SamplingCounts:
     tiles_sampled: int = 0
     resubmitted: int = 0
     actors_lost: int = 0
+    actors_back: int = 0
     actors: int = 0
 
 
@@ -64,6 +65,8 @@ def sample_to_store(
     driver after each batch is stored (progress bars). ``zoom``: see TileSampler.sample.
     Needs a running Ray.
     """
+    from actors.scheduler import no_retry  # like Ray itself, only once the stage runs
+
     n, b = int(batches.n_items), int(batches.batch_size)
     if len(batches) != tiles.n_batches(n, b):
         raise ValueError(f"{len(batches)} batches for {n} items in batches of {b} (expected {tiles.n_batches(n, b)})")
@@ -73,7 +76,7 @@ def sample_to_store(
         expected = tiles.batch_slice(index, n, b)
         if batch.index != index or len(batch) != expected.stop - expected.start or len(batch.masks) != len(batch):
             raise ValueError(f"batch {index}: got batch {batch.index} with {len(batch)} items, expected {expected}")
-        return actor.sample.remote(index, batch.masks, batch.backgrounds, list(batch.seeds), settings, zoom)
+        return no_retry(actor.sample).remote(index, batch.masks, batch.backgrounds, list(batch.seeds), settings, zoom)
 
     return fill_store(
         model_dir, settings, call, Path(store), n, b, "float32", n_actors, use_gpu=use_gpu, in_flight=in_flight,
@@ -99,12 +102,14 @@ def sample_masks_to_store(
     The same actors, pool, ownership (batch ``b`` owns store chunk ``b``) and resume rules
     as :func:`sample_to_store`; mask ``i`` depends on ``seeds[i]`` only.
     """
+    from actors.scheduler import no_retry
+
     seeds = [int(s) for s in seeds]
     n, b = len(seeds), int(batch_size)
     settings = SamplerSpec(name=sampler, steps=int(steps), guidance_mask=1.0)
 
     def call(actor: Any, index: int) -> Any:
-        return actor.sample_masks.remote(index, seeds[tiles.batch_slice(index, n, b)], settings)
+        return no_retry(actor.sample_masks).remote(index, seeds[tiles.batch_slice(index, n, b)], settings)
 
     return fill_store(
         model_dir, settings, call, Path(store), n, b, "uint8", n_actors, use_gpu=use_gpu, pool=pool, on_batch=on_batch
@@ -168,7 +173,7 @@ def fill_store(
         if own:
             for actor in pool:  # free their CPUs/GPUs for the next stage
                 ray.kill(actor)
-    counts.resubmitted, counts.actors_lost = stats.resubmitted, stats.actors_lost
+    counts.resubmitted, counts.actors_lost, counts.actors_back = stats.resubmitted, stats.actors_lost, stats.actors_back
     missing = set(range(total)) - tiles.done_batches(store)
     if missing:
         raise RuntimeError(f"batches {sorted(missing)[:10]} of {store} are not done after the stage")

@@ -86,6 +86,10 @@ def make_sampler_pool(
 ) -> list[Any]:
     """Start ``n`` sampler actors that restart after a crash and retry their in-flight calls.
 
+    The sampling stage's own calls opt out of Ray's retries (actors/sampling_stage.py:
+    the pool's driver resends a lost call to another live actor, actors.scheduler); other
+    calls (``describe``, a test's) wait for a restarting actor as usual.
+
     ``threads``: torch threads per actor. CPU pools use 1: reductions split over a
     different number of threads round differently, and tiles must be bit-identical
     whatever the number of actors (and one thread per actor is also the fastest way to
