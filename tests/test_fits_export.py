@@ -127,7 +127,7 @@ def test_export_equals_zarr_and_is_clean(tmp_path):
         assert h[key] == header[key]
     for key in ("CRPIX1", "CDELT2", "BMAJ", "BPA", "RESTFRQ"):  # FITS cards keep 16 significant digits
         assert h[key] == pytest.approx(header[key], rel=1e-14)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.zarr", "map.fits"]  # no .partial left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.zarr", "m.zarr.done", "map.fits"]  # no .partial left
     assert WCS(h).has_celestial
 
 
