@@ -149,6 +149,10 @@ class TileBank:
     def class_counts(self) -> dict[str, int]:
         return {c.label: int(self._by_class[int(c)].size) for c in OBJECT_CLASSES}
 
+    def entries_with(self, class_id: int) -> np.ndarray:
+        """Indices of the entries of one class (the same interface as :meth:`MaskBank.entries_with`)."""
+        return self._by_class.get(int(class_from_id(class_id)), np.zeros(0, np.int64))
+
     def choose(self, class_id: int, seed: int) -> tuple[int, int]:
         """``(entry, transform)`` for an object of ``class_id`` with per-object ``seed``.
 

@@ -119,8 +119,7 @@ def check_bank_classes(bank: MaskBank | None, placement: PlacementConfig, given:
     if given is not None:
         needed |= {class_from_id(int(c)) for c in np.unique(given.class_ids[given.class_ids >= 0])}
     for cls in sorted(needed):
-        held = bank.class_counts()[cls.label] if isinstance(bank, TileBank) else bank.entries_with(int(cls)).size
-        if not held:
+        if not bank.entries_with(int(cls)).size:
             raise RadiffError(f"{bank.source} holds no {cls.label} object, but the map asks for some "
                               f"(use a bank that has them, or set placement.class_fractions.{cls.label}=0)")
 

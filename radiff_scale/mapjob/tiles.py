@@ -188,8 +188,7 @@ def check_bank_run(bank: TileBank, objects: Sequence[PlannedObject], masks: Foot
 def bank_tiles(path: str, fingerprint: str, codes: Sequence[int]) -> np.ndarray:
     """The (transformed) tiles of ``codes``, read in a worker from the bank file (memory-mapped,
     opened once per worker process and bank content)."""
-    bank = _worker_bank(path, fingerprint)
-    return np.stack([bank.draw(int(code))[1] for code in codes]) if len(codes) else np.zeros((0, TILE, TILE), np.float32)
+    return _worker_bank(path, fingerprint).tiles_for(codes)
 
 
 @functools.lru_cache(maxsize=2)
