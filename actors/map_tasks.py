@@ -36,8 +36,9 @@ def cut_stamps_task(
     geometry: Any,
     stretch: Any,
     bank: tuple[str, str] | None = None,
+    flux_mode: str = "k",
 ) -> StampBatchOutcome:
-    return cut_stamp_batch(run_root, batch, batch_size, objects, geometry, stretch, bank)
+    return cut_stamp_batch(run_root, batch, batch_size, objects, geometry, stretch, bank, flux_mode)
 
 
 @ray.remote(num_cpus=1, max_retries=3)

@@ -22,6 +22,8 @@ _API = {
     "MapResult": "radiff_scale.api",
     "Positions": "radiff_scale.compose.positions",
     "positions_from_catalogue": "radiff_scale.compose.positions",
+    "positions_from_sdc1": "radiff_scale.compose.sdc1_positions",
+    "write_sdc1": "radiff_scale.compose.sdc1",
     "MapSpec": "radiff_scale.compose.spec",
     "SamplerSpec": "radiff_scale.diffusion.settings",
     "PlacementConfig": "radiff_scale.compose.planner",
@@ -30,13 +32,15 @@ _API = {
 
 __all__ = [
     "MapResult", "MapSpec", "PlacementConfig", "Positions", "RadiffError", "SamplerSpec", "__version__",
-    "make_map", "positions_from_catalogue",
+    "make_map", "positions_from_catalogue", "positions_from_sdc1", "write_sdc1",
 ]
 
 if TYPE_CHECKING:
     from radiff_scale.api import MapResult, make_map
     from radiff_scale.compose.positions import Positions, positions_from_catalogue
     from radiff_scale.compose.planner import PlacementConfig
+    from radiff_scale.compose.sdc1 import write_sdc1
+    from radiff_scale.compose.sdc1_positions import positions_from_sdc1
     from radiff_scale.compose.spec import MapSpec
     from radiff_scale.diffusion.settings import SamplerSpec
     from radiff_scale.errors import RadiffError

@@ -34,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
         parser.add_argument(
             "--positions", default=None, metavar="CATALOGUE",
             help="put object i at row i of this FITS/CSV/Parquet/text catalogue (RA/Dec or x/y columns; "
-                 "class names and k read when present) instead of placing n_objects at random",
+                 "class names, k, flux and BMAJ/BMIN/PA read when present) instead of placing n_objects at random",
+        )
+        parser.add_argument(
+            "--positions-format", choices=("table", "sdc1"), default="table",
+            help="sdc1: --positions is an SDC1 truth/submission catalogue, read in its own conventions "
+                 "(size codes, PA from the RA axis, AGN/SFG classes; docs/api.md)",
         )
     parser.add_argument("--workers", type=int, default=None, help="sampler actors and parallel chunk owners")
     parser.add_argument("--resume", action="store_true", help="finish a previous run of the same spec in --out")
@@ -73,7 +78,14 @@ def run_from_args(args: argparse.Namespace, demo: bool = False) -> int:
     spec = spec_from_args(args, demo=demo)
     positions = None
     if not demo and args.positions is not None:
-        positions = positions_from_catalogue(args.positions)
+        if args.positions_format == "sdc1":
+            from radiff_scale.compose.sdc1_positions import positions_from_sdc1
+
+            positions = positions_from_sdc1(args.positions)
+        else:
+            positions = positions_from_catalogue(args.positions)
+    elif not demo and args.positions_format != "table":
+        raise RadiffError("--positions-format needs --positions")
     from radiff_scale.pipelines.map_job import run_make_map  # Ray and torch: only when a map is made
 
     manifest = run_make_map(

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from radiff_scale.beam import Beam
 from radiff_scale.classes import class_from_id
 from radiff_scale.atomic import replace_when_done
+from radiff_scale.compose.moments import axes, beam_covariance, deconvolve, flux_moments
 from radiff_scale.compose.stamps import Stamp
 
 #: sqrt(8 ln 2): FWHM of a Gaussian in units of its sigma.
@@ -44,13 +45,22 @@ COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("dec", pa.float64(), "deg"),
     ("x", pa.float64(), "pix"),
     ("y", pa.float64(), "pix"),
+    ("ra_peak", pa.float64(), "deg"),
+    ("dec_peak", pa.float64(), "deg"),
     ("peak_jy_beam", pa.float64(), "Jy/beam"),
     ("flux_jy", pa.float64(), "Jy"),
+    ("flux_req_jy", pa.float64(), "Jy"),
     ("k", pa.float64(), ""),
     ("sigma_local", pa.float64(), "Jy/beam"),
     ("major_arcsec", pa.float64(), "arcsec"),
     ("minor_arcsec", pa.float64(), "arcsec"),
     ("pa_deg", pa.float64(), "deg"),
+    ("obs_major_arcsec", pa.float64(), "arcsec"),
+    ("obs_minor_arcsec", pa.float64(), "arcsec"),
+    ("obs_pa_deg", pa.float64(), "deg"),
+    ("src_major_arcsec", pa.float64(), "arcsec"),
+    ("src_minor_arcsec", pa.float64(), "arcsec"),
+    ("src_pa_deg", pa.float64(), "deg"),
     ("bbox_row0", pa.int64(), "pix"),
     ("bbox_row1", pa.int64(), "pix"),
     ("bbox_col0", pa.int64(), "pix"),
@@ -111,6 +121,16 @@ def _centroid(stamp: Stamp) -> tuple[float, float]:
     return float(rows / total), float(cols / total)
 
 
+def _flux_shapes(data: np.ndarray, beam: Beam, pixel_scale_arcsec: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(observed, intrinsic) (major FWHM px, minor FWHM px, PA) from the stamp's flux moments;
+    intrinsic = observed minus the beam. NaN for a stamp with nothing positive."""
+    moments = flux_moments(data)
+    if moments is None:
+        return (math.nan,) * 3, (math.nan,) * 3
+    cov = moments[1]
+    return axes(cov), axes(deconvolve(cov, beam_covariance(beam, pixel_scale_arcsec)))
+
+
 def measure(
     stamp: Stamp,
     wcs: Any,
@@ -119,8 +139,13 @@ def measure(
     sigma_local: float,
     k: float,
     seed: int,
+    flux_req_jy: float = math.nan,
 ) -> dict[str, Any]:
-    """One catalogue row for ``stamp`` (see ``COLUMNS``); ``wcs`` None gives NaN RA/Dec."""
+    """One catalogue row for ``stamp`` (see ``COLUMNS``); ``wcs`` None gives NaN RA/Dec.
+
+    ``k`` NaN (an object scaled to a flux) is measured: the peak over ``sigma_local``.
+    ``flux_req_jy``: what was asked for (NaN when the peak was set by k).
+    """
     mask = np.asarray(stamp.mask).astype(bool, copy=False)
     values = np.asarray(stamp.data, dtype=np.float64)[mask]
     if values.size == 0:
@@ -128,14 +153,19 @@ def measure(
     crow, ccol = _centroid(stamp)
     y = stamp.row0 + crow
     x = stamp.col0 + ccol
-    ra = dec = math.nan
+    data = np.asarray(stamp.data)
+    prow, pcol = np.unravel_index(int(np.argmax(np.where(mask, data, -np.inf))), data.shape)
+    ra = dec = ra_peak = dec_peak = math.nan
     if wcs is not None:
         celestial = wcs.celestial if getattr(wcs, "naxis", 2) > 2 else wcs
-        world = celestial.all_pix2world(np.array([[x, y]]), 0)
-        ra, dec = float(world[0, 0]), float(world[0, 1])
+        world = celestial.all_pix2world(np.array([[x, y], [stamp.col0 + pcol, stamp.row0 + prow]], dtype=np.float64), 0)
+        ra, dec, ra_peak, dec_peak = (float(v) for v in (world[0, 0], world[0, 1], world[1, 0], world[1, 1]))
     major_px, minor_px, pa_deg = mask_shape(mask)
+    obs, src = _flux_shapes(data, beam, pixel_scale_arcsec)
     # The maximum; only an object with no positive pixel (flagged by the cutter) reports its minimum.
     peak = float(values.max()) if values.max() > 0 else float(values.min())
+    if math.isnan(k):
+        k = peak / sigma_local if sigma_local > 0 else math.nan
     return {
         "id": int(stamp.object_id),
         "class": int(stamp.class_id),
@@ -144,13 +174,22 @@ def measure(
         "dec": dec,
         "x": float(x),
         "y": float(y),
+        "ra_peak": ra_peak,
+        "dec_peak": dec_peak,
         "peak_jy_beam": peak,
         "flux_jy": float(values.sum()) / beam.area_pixels(pixel_scale_arcsec),
+        "flux_req_jy": float(flux_req_jy),
         "k": float(k),
         "sigma_local": float(sigma_local),
         "major_arcsec": major_px * pixel_scale_arcsec,
         "minor_arcsec": minor_px * pixel_scale_arcsec,
         "pa_deg": pa_deg,
+        "obs_major_arcsec": obs[0] * pixel_scale_arcsec,
+        "obs_minor_arcsec": obs[1] * pixel_scale_arcsec,
+        "obs_pa_deg": obs[2],
+        "src_major_arcsec": src[0] * pixel_scale_arcsec,
+        "src_minor_arcsec": src[1] * pixel_scale_arcsec,
+        "src_pa_deg": src[2],
         "bbox_row0": int(stamp.row0),
         "bbox_row1": int(stamp.row1),
         "bbox_col0": int(stamp.col0),

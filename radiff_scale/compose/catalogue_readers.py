@@ -83,6 +83,10 @@ def _read_text(path: Path) -> dict[str, np.ndarray]:
     described: dict[int, str] = {}
     header: list[str] | None = None
     rows: list[list[float]] = []
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if b"\x00" in head:
+        raise RadiffError(f"catalogue {path}: a binary file, not a text catalogue (NUL bytes in its first 8 kB)")
     with open(path, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, start=1):
             text = line.strip()

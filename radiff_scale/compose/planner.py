@@ -13,6 +13,13 @@ object would peak below one local sigma and be invisible, contrary to the paper'
 figures. ``k`` is drawn from the exponential of scale ``k_scale`` truncated to
 ``[k_min, k_cap]`` (inverse CDF of one uniform draw, so no resampling loop and no pile-up
 at the cap).
+
+About fluxes: ``k`` says nothing a data challenge can score, so ``flux_mode`` can give each
+object a flux in Jy instead (integrated, or peak in Jy/beam), drawn from a source-count
+power law dN/dS ~ S^-flux_slope on [flux_min_jy, flux_max_jy] (inverse CDF again). The
+default slope, 2.6, is the maximum-likelihood slope of the SDC1 B1 (560 MHz) truth
+catalogue in each decade from 0.1 to 10 mJy; the default floor, 0.5 mJy, is five times
+the default map noise for a point source.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ import numpy as np
 from radiff_scale.classes import OBJECT_CLASSES, SourceClass, class_from_name
 from radiff_scale.errors import RadiffError
 from radiff_scale.seeding import derive_seeds, derive_uniforms
+
+#: How an object's brightness is set (see :class:`PlacementConfig`).
+FLUX_MODES = ("k", "integrated", "peak")
+
 
 def _default_fractions() -> dict[str, float]:
     # Compact sources dominate real radio surveys (and the mask bank); extended sources
@@ -57,6 +68,12 @@ class PlacementConfig:
     overlap_fraction: float = 0.0
     margin_px: int = 64
     max_tries: int = 50
+    #: ``k`` (peak = k * local sigma, the paper), ``integrated`` (flux in Jy) or ``peak``
+    #: (peak in Jy/beam): how brightness is drawn, and how a catalogue's flux column is read.
+    flux_mode: str = "k"
+    flux_min_jy: float = 5e-4
+    flux_max_jy: float = 1.0
+    flux_slope: float = 2.6
 
     def __post_init__(self) -> None:
         if self.n_objects is not None and self.n_objects < 0:
@@ -75,6 +92,12 @@ class PlacementConfig:
             raise RadiffError(f"margin_px must be >= 0, got {self.margin_px}")
         if self.max_tries < 1:
             raise RadiffError(f"max_tries must be >= 1, got {self.max_tries}")
+        if self.flux_mode not in FLUX_MODES:
+            raise RadiffError(f"flux_mode must be one of {', '.join(FLUX_MODES)}, got {self.flux_mode!r}")
+        if not (0 < self.flux_min_jy <= self.flux_max_jy and math.isfinite(self.flux_max_jy)):
+            raise RadiffError(f"need 0 < flux_min_jy <= flux_max_jy (finite), got {self.flux_min_jy}, {self.flux_max_jy}")
+        if not math.isfinite(self.flux_slope):
+            raise RadiffError(f"flux_slope must be a finite number, got {self.flux_slope}")
         self.class_weights()  # validates class_fractions
 
     def class_weights(self) -> np.ndarray:
@@ -109,12 +132,17 @@ class PlacementConfig:
 
 @dataclass(frozen=True)
 class ObjectPlan:
-    """One object before placement: its class, peak S/N ``k`` and tile-sampling seed."""
+    """One object before placement: its class, brightness and tile-sampling seed.
+
+    Brightness is either ``k`` (peak S/N) or ``flux_jy`` (integrated Jy, or peak Jy/beam in
+    ``flux_mode="peak"``); the other one is NaN.
+    """
 
     object_id: int
     class_id: int
     k: float
     seed: int
+    flux_jy: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -176,6 +204,15 @@ def draw_k(config: PlacementConfig, u: float) -> float:
     return min(max(k, config.k_min), config.k_cap)
 
 
+def draw_flux(config: PlacementConfig, u: float) -> float:
+    """dN/dS ~ S^-flux_slope on [flux_min_jy, flux_max_jy], by inverse CDF of ``u`` in [0, 1)."""
+    lo, hi, g = config.flux_min_jy, config.flux_max_jy, config.flux_slope
+    if abs(g - 1.0) < 1e-12:
+        return lo * (hi / lo) ** u
+    a, b = lo ** (1.0 - g), hi ** (1.0 - g)
+    return min(max((a + u * (b - a)) ** (1.0 / (1.0 - g)), lo), hi)
+
+
 def plan_objects(
     config: PlacementConfig,
     map_shape: tuple[int, int],
@@ -189,7 +226,11 @@ def plan_objects(
     """
     n = n_objects_for(config, map_shape, pixel_scale_arcsec)
     streams = _ObjectStreams(config, seed, n)
-    return [ObjectPlan(i, streams.class_id(i), streams.k(i), streams.tile_seed(i)) for i in range(1, n + 1)]
+    plans = []
+    for i in range(1, n + 1):
+        k, flux = streams.brightness(i)
+        plans.append(ObjectPlan(i, streams.class_id(i), k, streams.tile_seed(i), flux))
+    return plans
 
 
 class _ObjectStreams:
@@ -205,13 +246,18 @@ class _ObjectStreams:
                          len(OBJECT_CLASSES) - 1)
         self._classes = np.asarray([int(c) for c in OBJECT_CLASSES])[idx].tolist()
         self._u_k = derive_uniforms(seed, ids, "k").tolist()
+        # The flux stream only in a flux mode: k-mode plans keep the values (and speed) they had.
+        self._u_flux = derive_uniforms(seed, ids, "flux").tolist() if config.flux_mode != "k" else None
         self._tiles = derive_seeds(seed, ids, "tile").tolist()
 
     def class_id(self, object_id: int) -> int:
         return self._classes[object_id - 1]
 
-    def k(self, object_id: int) -> float:
-        return draw_k(self.config, self._u_k[object_id - 1])
+    def brightness(self, object_id: int) -> tuple[float, float]:
+        """(k, flux_jy) as drawn: one of them NaN, by the config's flux_mode."""
+        if self._u_flux is None:
+            return draw_k(self.config, self._u_k[object_id - 1]), math.nan
+        return math.nan, draw_flux(self.config, self._u_flux[object_id - 1])
 
     def tile_seed(self, object_id: int) -> int:
         return self._tiles[object_id - 1]
@@ -222,29 +268,39 @@ def plan_given(
     seed: int,
     class_ids: Sequence[int] | np.ndarray,
     k: Sequence[float] | np.ndarray,
+    flux_jy: Sequence[float] | np.ndarray | None = None,
 ) -> list[ObjectPlan]:
     """Plans for objects given one by one (a catalogue), ids 1..n in the given order.
 
-    A class id < 0 or a NaN ``k`` means "not given": that value is drawn from the very
-    stream :func:`plan_objects` uses for the same id, so a catalogue that gives only
-    positions gets the classes and k a random map of the same seed would have had.
-    Given values are used as they are: a given k is not capped at ``k_cap`` (the
-    catalogue is the authority), but it must be finite and >= 0.
+    A class id < 0 or a NaN ``k``/``flux_jy`` means "not given": that value is drawn from
+    the very stream :func:`plan_objects` uses for the same id, so a catalogue that gives
+    only positions gets the classes and brightness a random map of the same seed would
+    have had. A given flux wins over a given k. Given values are used as they are: a given
+    k is not capped at ``k_cap`` (the catalogue is the authority), but it must be finite
+    and >= 0, and a given flux finite and > 0.
     """
     class_ids = np.asarray(class_ids, dtype=np.int64)
     k = np.asarray(k, dtype=np.float64)
-    if class_ids.shape != k.shape or class_ids.ndim != 1:
-        raise ValueError(f"class_ids {class_ids.shape} and k {k.shape} must be 1-D of the same length")
+    flux = np.full(k.shape, np.nan) if flux_jy is None else np.asarray(flux_jy, dtype=np.float64)
+    if class_ids.shape != k.shape or flux.shape != k.shape or class_ids.ndim != 1:
+        raise ValueError(f"class_ids {class_ids.shape}, k {k.shape} and flux {flux.shape} must be 1-D of one length")
     allowed = {int(c) for c in OBJECT_CLASSES}
     streams = _ObjectStreams(config, seed, len(class_ids))
     plans = []
-    for i, (given_class, given_k) in enumerate(zip(class_ids.tolist(), k.tolist())):
+    for i, (given_class, given_k, given_flux) in enumerate(zip(class_ids.tolist(), k.tolist(), flux.tolist())):
         object_id = i + 1
         if given_class >= 0 and given_class not in allowed:
             raise RadiffError(f"object {object_id}: class id {given_class} is not an object class")
         if not math.isnan(given_k) and not (math.isfinite(given_k) and given_k >= 0):
             raise RadiffError(f"object {object_id}: k must be a finite number >= 0, got {given_k}")
+        if not math.isnan(given_flux) and not (math.isfinite(given_flux) and given_flux > 0):
+            raise RadiffError(f"object {object_id}: flux must be a finite number > 0, got {given_flux}")
         cls = given_class if given_class >= 0 else streams.class_id(object_id)
-        value = given_k if not math.isnan(given_k) else streams.k(object_id)
-        plans.append(ObjectPlan(object_id, cls, float(value), streams.tile_seed(object_id)))
+        if not math.isnan(given_flux):
+            value, flux_value = math.nan, given_flux
+        elif not math.isnan(given_k):
+            value, flux_value = given_k, math.nan
+        else:
+            value, flux_value = streams.brightness(object_id)
+        plans.append(ObjectPlan(object_id, cls, float(value), streams.tile_seed(object_id), float(flux_value)))
     return plans

@@ -23,6 +23,10 @@ import numpy as np
 
 from radiff_scale.classes import OBJECT_CLASSES, class_from_id, class_from_name
 from radiff_scale.compose.catalogue_readers import read_catalogue_columns
+from radiff_scale.compose.column_names import (
+    CLASS_NAMES, DEC_NAMES, FLUX_NAMES, K_NAMES, MAJOR_NAMES, MINOR_NAMES, PA_NAMES, RA_NAMES, X_NAMES, Y_NAMES,
+    auto_class_column, find_column, listing, mapped_class,
+)
 from radiff_scale.errors import RadiffError
 
 if TYPE_CHECKING:
@@ -30,21 +34,6 @@ if TYPE_CHECKING:
 
     from radiff_scale.compose.given import GivenObjects
     from radiff_scale.compose.wcs import MapGeometry
-
-#: Column names recognised, after lower-casing and dropping everything but letters and
-#: digits ("RA_deg", "RA (centroid)" -> "radeg", "racentroid"), in order of preference.
-#: SDC1's text catalogue has both core and centroid positions; its x/y are of the centroid.
-RA_NAMES = ("ra", "radeg", "raj2000", "ra2000", "racentroid", "rightascension", "racore")
-DEC_NAMES = ("dec", "decdeg", "dej2000", "decj2000", "dec2000", "deccentroid", "declination", "deccore")
-X_NAMES = ("x", "xpix", "xpixel", "xcentroid", "xc")
-Y_NAMES = ("y", "ypix", "ypixel", "ycentroid", "yc")
-CLASS_NAMES = ("class", "classname", "classid", "objectclass")
-K_NAMES = ("k", "snr", "peaksnr")
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", str(name).lower())
-
 
 def _class_id(value: Any, where: str) -> int:
     """Our class id for a name (aliases accepted) or an id; -1 for an empty cell (draw it)."""
@@ -81,6 +70,11 @@ def _floats(values: Any, what: str, source: str) -> np.ndarray:
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
+        for row, value in enumerate(np.asarray(values, dtype=object).ravel().tolist()):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise RadiffError(f"{source} row {row}: {what} is {value!r}, not a number") from None
         raise RadiffError(f"{source}: {what} must be numbers") from None
     if array.ndim != 1:
         raise RadiffError(f"{source}: {what} must be one value per object, got shape {array.shape}")
@@ -95,8 +89,13 @@ class Positions:
     ``ra``/``dec`` (degrees, converted through the map's WCS). ``classes``: names
     (``compact``, aliases such as ``galaxy``) or ids (1 spurious, 2 compact, 3
     extended), None/empty/NaN/-1 for "draw it"; stored as ids, -1 where drawn. ``k``:
-    the peak signal-to-noise against the local noise, None/NaN for "draw it". ``source``
-    says where the rows came from (errors name it; it goes into the manifest).
+    the peak signal-to-noise against the local noise, None/NaN for "draw it". ``flux``: Jy
+    per object (integrated, or the peak in Jy/beam with ``placement.flux_mode: peak``),
+    finite and > 0; it wins over ``k``. ``major``/``minor``/``pa``: the object's intrinsic
+    FWHM size in arcsec and PA in degrees east of north (the map convolves it with its
+    beam; major 0 is a point source, drawn as the beam; NaN major keeps the mask's own
+    shape; minor defaults to major, PA to 0). ``source`` says where the rows came from
+    (errors name it; it goes into the manifest).
     """
 
     x: np.ndarray | None = None
@@ -106,6 +105,12 @@ class Positions:
     classes: np.ndarray | Sequence[Any] | None = None
     k: np.ndarray | Sequence[float] | None = None
     source: str = "positions"
+    flux: np.ndarray | Sequence[float] | None = None
+    major: np.ndarray | Sequence[float] | None = None
+    minor: np.ndarray | Sequence[float] | None = None
+    pa: np.ndarray | Sequence[float] | None = None
+    #: Column names the values came from (error messages name them); set by the catalogue readers.
+    columns: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         pixel = self.x is not None or self.y is not None
@@ -148,9 +153,63 @@ class Positions:
             if bad.size:
                 raise RadiffError(f"{self.source} row {int(bad[0])}: k must be a finite number >= 0, got {k[bad[0]]}")
         object.__setattr__(self, "k", k)
+        self._check_flux_and_shape(n)
+
+    def _name(self, field_name: str) -> str:
+        name = (self.columns or {}).get(field_name)
+        return f"column {name!r}" if name else field_name
+
+    def _column(self, field_name: str, n: int) -> np.ndarray:
+        values = getattr(self, field_name)
+        if values is None:
+            return np.full(n, np.nan)
+        array = _floats([np.nan if v is None else v for v in (values.tolist() if isinstance(values, np.ndarray)
+                                                              else values)], self._name(field_name), self.source)
+        if array.shape[0] != n:
+            raise RadiffError(f"{self.source}: {array.shape[0]} {field_name} values for {n} positions")
+        return array
+
+    def _check_flux_and_shape(self, n: int) -> None:
+        flux = self._column("flux", n)
+        if self.flux is not None:
+            bad = np.flatnonzero(~(np.isfinite(flux) & (flux > 0)))
+            if bad.size:
+                raise RadiffError(f"{self.source} row {int(bad[0])}: {self._name('flux')} is {flux[bad[0]]} "
+                                  f"(fluxes must be finite and > 0 Jy; {bad.size} such row(s))")
+        major, minor, pa = (self._column(name, n) for name in ("major", "minor", "pa"))
+        if self.major is None and (self.minor is not None or self.pa is not None):
+            raise RadiffError(f"{self.source}: a minor axis or PA without a major axis (sizes need the major axis)")
+        for name, values in (("major", major), ("minor", minor)):
+            bad = np.flatnonzero(values < 0)
+            if bad.size:
+                raise RadiffError(f"{self.source} row {int(bad[0])}: {self._name(name)} is {values[bad[0]]} "
+                                  "(sizes must be >= 0 arcsec)")
+        for name, values in (("minor", minor), ("pa", pa)):
+            bad = np.flatnonzero(np.isfinite(major) & ~np.isfinite(values) & ~np.isnan(values))
+            if bad.size:
+                raise RadiffError(f"{self.source} row {int(bad[0])}: {self._name(name)} is {values[bad[0]]}")
+        given = np.isfinite(major)
+        minor = np.where(given & np.isnan(minor), major, minor)
+        pa = np.where(given & np.isnan(pa), 0.0, pa)
+        # A minor axis above the major one is the same ellipse turned by 90 degrees.
+        swap = given & (minor > major)
+        major, minor, pa = np.where(swap, minor, major), np.where(swap, major, minor), np.where(swap, pa + 90.0, pa)
+        for name, values in (("flux", flux), ("major", major), ("minor", minor), ("pa", np.where(given, pa % 180.0, np.nan))):
+            object.__setattr__(self, name, values)
 
     def __len__(self) -> int:
         return int((self.x if self.x is not None else self.ra).shape[0])
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> Positions:
+        """These positions at ``rows`` only, in that order (e.g. the brightest 500 of a sky model)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        picked = {name: (None if getattr(self, name) is None else np.asarray(getattr(self, name))[rows])
+                  for name in ("x", "y", "ra", "dec", "classes", "k", "flux", "major", "minor", "pa")}
+        if self.major is not None and not np.isfinite(self.major).any():
+            picked.update(major=None, minor=None, pa=None)
+        if self.flux is not None and not np.isfinite(self.flux).any():
+            picked["flux"] = None
+        return Positions(**picked, source=f"{self.source} ({rows.size} rows)", columns=self.columns)
 
     @property
     def coords(self) -> str:
@@ -185,13 +244,18 @@ class Positions:
             # projection (e.g. the far hemisphere of SIN) comes back as NaN and is reported per object.
             with np.errstate(invalid="ignore"):
                 cols, rows = geometry.wcs().wcs_world2pix(self.ra, self.dec, 0)
-        return GivenObjects(rows=rows, cols=cols, class_ids=self.classes, k=self.k)
+        scale = geometry.pixel_scale_arcsec
+        return GivenObjects(rows=rows, cols=cols, class_ids=self.classes, k=self.k, flux_jy=self.flux,
+                            major_px=self.major / scale, minor_px=self.minor / scale, pa_deg=self.pa)
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records about the given objects."""
         return {"source": self.source, "rows": len(self), "coords": self.coords,
                 "classes_given": int(np.count_nonzero(self.classes >= 0)),
-                "k_given": int(np.count_nonzero(~np.isnan(self.k)))}
+                "k_given": int(np.count_nonzero(~np.isnan(self.k))),
+                "fluxes_given": int(np.count_nonzero(np.isfinite(self.flux))),
+                "shapes_given": int(np.count_nonzero(np.isfinite(self.major))),
+                "columns": dict(self.columns or {})}
 
 
 def positions_from_catalogue(
@@ -205,6 +269,8 @@ def positions_from_catalogue(
     class_column: str | None = "auto",
     class_map: Mapping[Any, Any] | None = None,
     k_column: str | None = "auto",
+    flux_column: str | None = "auto",
+    shape_columns: tuple[str, str, str] | None | str = "auto",
 ) -> Positions:
     """Read object positions from a FITS table, CSV, Parquet or whitespace text catalogue.
 
@@ -219,6 +285,9 @@ def positions_from_catalogue(
     1..3 are SS-AGN, FS-AGN, SFG, not our ids) -- translate with ``class_map`` (e.g.
     ``{1: "extended", 2: "compact", 3: "compact"}``). ``None`` draws every class.
     ``k_column`` likewise (auto: a column named k, snr or peak_snr; None draws every k).
+    ``flux_column`` (auto: flux, flux_jy, S_int, total_flux, ...; Jy) and ``shape_columns``
+    (auto: BMAJ/BMIN/PA, src_major_arcsec/...; or a (major, minor, pa) triple of names;
+    arcsec and degrees) give each object its flux and size; None ignores them.
 
     Text catalogues: whitespace-separated numbers; column names from the first non-numeric
     line, or from SDC1-style ``COLUMNn: NAME [unit] ...`` lines when present.
@@ -226,33 +295,8 @@ def positions_from_catalogue(
     path = Path(path)
     data = read_catalogue_columns(path)
     return _positions_from_columns(data, str(path), coords=coords, ra=ra, dec=dec, x=x, y=y,
-                                   class_column=class_column, class_map=class_map, k_column=k_column)
-
-
-def _find(data: Mapping[str, np.ndarray], explicit: str | None, candidates: Sequence[str], what: str,
-          source: str) -> str | None:
-    by_norm: dict[str, str] = {}
-    for name in data:
-        by_norm.setdefault(_normalise(name), name)
-    if explicit is not None:
-        if explicit in data:
-            return explicit
-        found = by_norm.get(_normalise(explicit))
-        if found is None:
-            raise RadiffError(f"{source}: no column {explicit!r} for {what} (columns: {_listing(data)})")
-        return found
-    return next((by_norm[c] for c in candidates if c in by_norm), None)
-
-
-def _listing(data: Mapping[str, Any], limit: int = 12) -> str:
-    names = list(data)
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
-def _is_text(values: np.ndarray) -> bool:
-    if values.dtype.kind in "USO" and values.size:
-        return any(isinstance(v, (str, bytes)) for v in values.tolist())
-    return values.dtype.kind in "US"
+                                   class_column=class_column, class_map=class_map, k_column=k_column,
+                                   flux_column=flux_column, shape_columns=shape_columns)
 
 
 def _positions_from_columns(
@@ -267,6 +311,8 @@ def _positions_from_columns(
     class_column: str | None = "auto",
     class_map: Mapping[Any, Any] | None = None,
     k_column: str | None = "auto",
+    flux_column: str | None = "auto",
+    shape_columns: tuple[str, str, str] | None | str = "auto",
 ) -> Positions:
     if coords not in ("auto", "sky", "pixel"):
         raise RadiffError(f"coords must be 'auto', 'sky' or 'pixel', got {coords!r}")
@@ -276,60 +322,59 @@ def _positions_from_columns(
         coords = "sky"
     elif (x or y) and coords == "auto":
         coords = "pixel"
-    sky = (_find(data, ra, RA_NAMES, "RA", source), _find(data, dec, DEC_NAMES, "Dec", source))
-    pix = (_find(data, x, X_NAMES, "x", source), _find(data, y, Y_NAMES, "y", source))
+    sky = (find_column(data, ra, RA_NAMES, "RA", source), find_column(data, dec, DEC_NAMES, "Dec", source))
+    pix = (find_column(data, x, X_NAMES, "x", source), find_column(data, y, Y_NAMES, "y", source))
     if coords == "auto":
         coords = "sky" if all(sky) else "pixel" if all(pix) else ""
     if not coords:
         half = next((pair for pair in (sky, pix) if any(pair)), None)
         detail = f" (found only {next(n for n in half if n)!r})" if half else ""
-        raise RadiffError(f"{source}: no RA/Dec or x/y columns{detail} (columns: {_listing(data)})")
+        raise RadiffError(f"{source}: no RA/Dec or x/y columns{detail} (columns: {listing(data)})")
     names = sky if coords == "sky" else pix
     if not all(names):
         wanted = ("RA", "Dec") if coords == "sky" else ("x", "y")
         missing = wanted[names.index(None)]
-        raise RadiffError(f"{source}: no {missing} column (columns: {_listing(data)})")
+        raise RadiffError(f"{source}: no {missing} column (columns: {listing(data)})")
     first, second = (_floats(data[n], f"column {n!r}", source) for n in names)
 
     classes = None
     if class_column is not None:
         if class_column == "auto":
-            name = _auto_class_column(data)
+            name = auto_class_column(data)
         else:
-            name = _find(data, class_column, CLASS_NAMES, "class", source)
+            name = find_column(data, class_column, CLASS_NAMES, "class", source)
         if name is not None:
             classes = list(data[name].tolist())
         if class_map is not None:
             if name is None:
                 raise RadiffError(f"{source}: class_map given but no class column (name it with class_column=)")
-            classes = [_mapped(v, class_map, f"{source} row {i}, column {name!r}") for i, v in enumerate(classes)]
+            classes = [mapped_class(v, class_map, f"{source} row {i}, column {name!r}") for i, v in enumerate(classes)]
     elif class_map is not None:
         raise RadiffError("class_map needs a class column (class_column=None draws every class)")
     k = None
+    used: dict[str, str] = dict(zip(("ra", "dec") if coords == "sky" else ("x", "y"), names))
     if k_column is not None:
-        name = _find(data, None if k_column == "auto" else k_column, K_NAMES, "k", source)
+        name = find_column(data, None if k_column == "auto" else k_column, K_NAMES, "k", source)
         if name is not None:
             k = _floats(data[name], f"column {name!r}", source)
+            used["k"] = name
+    extra: dict[str, np.ndarray] = {}
+    if flux_column is not None:
+        name = find_column(data, None if flux_column == "auto" else flux_column, FLUX_NAMES, "flux", source)
+        if name is not None:
+            extra["flux"], used["flux"] = _floats(data[name], f"column {name!r}", source), name
+    if shape_columns is not None:
+        wanted = (None, None, None) if shape_columns == "auto" else tuple(shape_columns)
+        if len(wanted) != 3:
+            raise RadiffError("shape_columns must be 'auto', None or (major, minor, pa) column names")
+        for field_name, explicit, candidates in zip(("major", "minor", "pa"), wanted,
+                                                    (MAJOR_NAMES, MINOR_NAMES, PA_NAMES)):
+            name = find_column(data, explicit, candidates, field_name, source)
+            if name is not None:
+                extra[field_name], used[field_name] = _floats(data[name], f"column {name!r}", source), name
     if coords == "sky":
-        return Positions(ra=first, dec=second, classes=classes, k=k, source=source)
-    return Positions(x=first, y=second, classes=classes, k=k, source=source)
-
-
-def _auto_class_column(data: Mapping[str, np.ndarray]) -> str | None:
-    """A column of class names, else one explicitly called class_id; never other integer codes,
-    which differ between catalogues (SDC1's CLASS 1..3 are SS-AGN, FS-AGN, SFG)."""
-    names = [n for n in data if _normalise(n) in CLASS_NAMES]
-    names.sort(key=lambda n: CLASS_NAMES.index(_normalise(n)))
-    return next((n for n in names if _is_text(data[n])), next((n for n in names if _normalise(n) == "classid"), None))
-
-
-def _mapped(value: Any, class_map: Mapping[Any, Any], where: str) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    for key in (value, str(value).strip()) + ((int(value),) if isinstance(value, float) and value.is_integer() else ()):
-        if key in class_map:
-            return class_map[key]
-    raise RadiffError(f"{where}: value {value!r} is not in class_map (keys: {', '.join(map(repr, class_map))})")
+        return Positions(ra=first, dec=second, classes=classes, k=k, source=source, columns=used, **extra)
+    return Positions(x=first, y=second, classes=classes, k=k, source=source, columns=used, **extra)
 
 
 def as_positions(positions: Positions | pa.Table | Mapping[str, Any] | str | Path) -> Positions:

@@ -22,6 +22,7 @@ f(x) is f(k-th smallest of x), so the stamp comes out with the same bytes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,12 +60,61 @@ class Stamp:
         return self.row0 < row1 and row0 < self.row1 and self.col0 < col1 and col0 < self.col1
 
 
-#: The peak of the background-subtracted cut was > 0 and became k * sigma (normal case).
+#: The peak of the background-subtracted cut was > 0 and became k * sigma, or the requested peak (normal case).
 NORM_PEAK = "peak"
+#: The cut's sum was > 0 and became the requested integrated flux (normal case of the flux modes).
+NORM_FLUX = "flux"
 #: The cut had no positive pixel; it was divided by its largest |value| instead (so it stays <= 0).
 NORM_ABS = "abs_peak"
 #: The cut was identically zero; the stamp is all zeros.
 NORM_ZERO = "zero"
+#: The normalisations that mean "the object came out as asked".
+NORMAL = (NORM_PEAK, NORM_FLUX)
+
+
+@dataclass(frozen=True)
+class Brightness:
+    """What a stamp is scaled to: its ``peak`` in Jy/beam (k * sigma in the paper's mode), or
+    its ``integrated`` flux in Jy (sum of pixels / ``beam_area_px``)."""
+
+    kind: str
+    value: float
+    beam_area_px: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("peak", "integrated"):
+            raise ValueError(f"brightness kind must be 'peak' or 'integrated', got {self.kind!r}")
+        if not (math.isfinite(self.value) and self.value >= 0 and self.beam_area_px > 0):
+            raise ValueError(f"brightness needs a finite value >= 0 and a beam area > 0, got {self}")
+
+
+def scale_cut(cut: np.ndarray, mask: np.ndarray, brightness: Brightness) -> tuple[np.ndarray, str]:
+    """``cut`` (zero outside ``mask``) scaled to ``brightness``, as float32, and how (``NORM_*``).
+
+    A cut with nothing positive to scale (its peak, or its sum, <= 0) is divided by its
+    largest |value| (or the sum of |values|) instead and flagged, so it stays what it was:
+    darker than its background. The scale is one float64 factor, so the float32 sum of
+    an integrated stamp equals the request to float32 rounding (~1e-7).
+    """
+    inside = cut[mask]
+    if brightness.kind == "peak":
+        peak = float(inside.max()) if inside.size else 0.0
+        if peak > 0:
+            norm, scale = NORM_PEAK, peak
+        else:
+            scale = float(np.abs(inside).max()) if inside.size else 0.0
+            norm = NORM_ABS if scale > 0 else NORM_ZERO
+        amplitude = brightness.value
+    else:
+        total = float(inside.sum())
+        if total > 0:
+            norm, scale = NORM_FLUX, total
+        else:
+            scale = float(np.abs(inside).sum())
+            norm = NORM_ABS if scale > 0 else NORM_ZERO
+        amplitude = brightness.value * brightness.beam_area_px
+    data = cut * (amplitude / scale) if scale > 0 else np.zeros_like(cut)
+    return np.where(mask, data, 0.0).astype(np.float32), norm
 
 
 @dataclass(frozen=True)
@@ -86,6 +136,7 @@ def cut_stamp(
     inverse: Callable[[np.ndarray], np.ndarray] | None = None,
     *,
     monotonic: bool = False,
+    brightness: Brightness | None = None,
 ) -> CutStamp:
     """The object of ``placed`` in Jy/beam, trimmed to its footprint's bounding box.
 
@@ -96,7 +147,8 @@ def cut_stamp(
     tile is already linear. Output is float32, zero outside the mask, peak ``k *
     sigma_local``; ``row0, col0`` are the map pixel of the trimmed box's [0, 0].
     ``monotonic`` promises that ``inverse`` is elementwise and non-decreasing, which
-    lets it skip most pixels (same result; see the module docstring).
+    lets it skip most pixels (same result; see the module docstring). ``brightness``
+    replaces the peak ``k * sigma_local`` (a flux in Jy, or a peak in Jy/beam).
     """
     tile = np.asarray(tile)
     footprint = np.asarray(footprint).astype(bool, copy=False)
@@ -109,30 +161,10 @@ def cut_stamp(
         raise ValueError(f"object {placed.object_id}: empty footprint (the planner never places these)")
 
     r0, r1, c0, c1 = box
-    if inverse is not None and monotonic:
-        linear_box, background = _box_and_background_monotonic(placed.object_id, tile, footprint, box, inverse)
-    else:
-        linear = np.asarray(inverse(tile) if inverse is not None else tile, dtype=np.float64)
-        if linear.shape != tile.shape:
-            raise ValueError(f"inverse changed the tile shape {tile.shape} -> {linear.shape}")
-        if not np.all(np.isfinite(linear)):
-            raise ValueError(f"object {placed.object_id}: inverse preprocessing gave non-finite values")
-        outside = linear[~footprint]
-        background = float(np.median(outside)) if outside.size else 0.0
-        linear_box = linear[r0:r1, c0:c1]
-
-    mask = np.ascontiguousarray(footprint[r0:r1, c0:c1])
-    cut = np.where(mask, linear_box - background, 0.0)
-
-    peak = float(cut[mask].max())
-    if peak > 0:
-        norm, scale = NORM_PEAK, peak
-    else:
-        scale = float(np.abs(cut[mask]).max())
-        norm = NORM_ABS if scale > 0 else NORM_ZERO
-    amplitude = float(placed.k) * float(sigma_local)
-    data = cut * (amplitude / scale) if scale > 0 else np.zeros_like(cut)
-    data = np.where(mask, data, 0.0).astype(np.float32)
+    cut, mask = linear_cut(placed.object_id, tile, footprint, box, inverse, monotonic)
+    if brightness is None:
+        brightness = Brightness("peak", float(placed.k) * float(sigma_local))
+    data, norm = scale_cut(cut, mask, brightness)
     return CutStamp(
         object_id=int(placed.object_id),
         class_id=int(placed.class_id),
@@ -142,6 +174,32 @@ def cut_stamp(
         mask=mask,
         normalisation=norm,
     )
+
+
+def linear_cut(
+    object_id: int,
+    tile: np.ndarray,
+    footprint: np.ndarray,
+    box: tuple[int, int, int, int],
+    inverse: Callable[[np.ndarray], np.ndarray] | None,
+    monotonic: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cut, mask) over the footprint's box: the tile made linear, minus its background (the
+    median outside the footprint), zero outside the footprint; float64."""
+    r0, r1, c0, c1 = box
+    if inverse is not None and monotonic:
+        linear_box, background = _box_and_background_monotonic(object_id, tile, footprint, box, inverse)
+    else:
+        linear = np.asarray(inverse(tile) if inverse is not None else tile, dtype=np.float64)
+        if linear.shape != tile.shape:
+            raise ValueError(f"inverse changed the tile shape {tile.shape} -> {linear.shape}")
+        if not np.all(np.isfinite(linear)):
+            raise ValueError(f"object {object_id}: inverse preprocessing gave non-finite values")
+        outside = linear[~footprint]
+        background = float(np.median(outside)) if outside.size else 0.0
+        linear_box = linear[r0:r1, c0:c1]
+    mask = np.ascontiguousarray(footprint[r0:r1, c0:c1])
+    return np.where(mask, linear_box - background, 0.0), mask
 
 
 def _box_and_background_monotonic(

@@ -100,6 +100,9 @@ class MapGeometry:
         h["BMIN"] = (self.beam.bmin_arcsec / 3600.0, "[deg] restoring beam FWHM minor axis")
         h["BPA"] = (float(self.beam.bpa_deg), "[deg] beam position angle, east of north")
         h["RESTFRQ"] = (float(self.freq_hz), "[Hz] observing frequency")
+        # The older AIPS name too: PyBDSF (and other finders) look for RESTFREQ, FREQ or a
+        # spectral axis, never RESTFRQ, and a map should open in them with no extra argument.
+        h["RESTFREQ"] = (float(self.freq_hz), "[Hz] = RESTFRQ, the name PyBDSF reads")
         return h
 
     def wcs(self) -> WCS:

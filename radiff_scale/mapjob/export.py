@@ -24,6 +24,7 @@ from radiff_scale.compose.fits_export import FitsLayout, write_chunk_into
 from radiff_scale.compose.mosaic import Mosaic
 from radiff_scale.compose.quicklook import QuicklookCanvas, QuicklookPiece, quicklook_factor, reduce_chunk, save_quicklook
 from radiff_scale.compose.regions import write_ds9_regions
+from radiff_scale.compose.sdc1 import write_sdc1
 from radiff_scale.compose.spec import MapSpec
 from radiff_scale.compose.wcs import MapGeometry
 from radiff_scale.mapjob.stamps import read_catalogue_parts
@@ -136,4 +137,6 @@ def write_truth(run: RunDir, plan: ExportPlan, n_placed: int) -> dict[str, str]:
     outputs.update({f"catalogue_{k}": Path(v).name for k, v in paths.items()})
     write_ds9_regions(table, run.output("regions.reg"))
     outputs["regions"] = "regions.reg"
+    write_sdc1(table, run.output("catalogue_sdc1.txt"))  # what the SDC1 scorer reads (docs/truth.md)
+    outputs["catalogue_sdc1"] = "catalogue_sdc1.txt"
     return outputs

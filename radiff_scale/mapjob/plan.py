@@ -9,12 +9,16 @@ in how footprints are placed (at random, or at the given pixels).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
+from radiff_scale.beam import Beam
 from radiff_scale.compose.given import GivenObjects
+from radiff_scale.compose.given_stamps import reserve_region, target_covariance
+from radiff_scale.compose.moments import beam_covariance
 from radiff_scale.compose.placement import mask_bbox, place_at, place_objects
 from radiff_scale.compose.planner import (
     ObjectPlan,
@@ -34,7 +38,11 @@ from radiff_scale.seeding import derive_seeds
 OBJECT_COLUMNS = (
     "object_id", "class_id", "k", "seed", "row0", "col0", "rank", "sigma_local",
     "fp_row0", "fp_row1", "fp_col0", "fp_col1", "bank_index",
+    "flux_req_jy", "target_row", "target_col", "shape_major_px", "shape_minor_px", "shape_pa_deg",
 )
+#: The float columns (the others are int64); NaN where a value does not apply.
+FLOAT_COLUMNS = frozenset(("k", "sigma_local", "flux_req_jy", "target_row", "target_col",
+                           "shape_major_px", "shape_minor_px", "shape_pa_deg"))
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,23 @@ class PlannedObject:
     fp_col0: int
     fp_col1: int
     bank_index: int
+    flux_req_jy: float
+    target_row: float
+    target_col: float
+    shape_major_px: float
+    shape_minor_px: float
+    shape_pa_deg: float
     footprint: Footprint
+    region: np.ndarray | None = None
+
+    @property
+    def given(self) -> bool:
+        """Whether a catalogue says where (and maybe how large) this object is."""
+        return not np.isnan(self.target_row)
+
+    @property
+    def shape_px(self) -> tuple[float, float, float] | None:
+        return None if np.isnan(self.shape_major_px) else (self.shape_major_px, self.shape_minor_px, self.shape_pa_deg)
 
     @property
     def footprint_box(self) -> tuple[int, int, int, int]:
@@ -141,13 +165,15 @@ class PlannedMap:
     masks: FootprintStack  # each placed object's single-object class mask, by rank
     placement: Placement
     n_planned: int
+    regions: list[np.ndarray | None] = field(default_factory=list)  # by rank; None for random objects
 
     def objects(self) -> list[PlannedObject]:
-        """Every placed object, in rank order, with its footprint."""
+        """Every placed object, in rank order, with its footprint (and region)."""
+        regions = self.regions or [None] * self.table.num_rows
         return [
-            PlannedObject(**{k: (float(v) if k in ("k", "sigma_local") else int(v)) for k, v in row.items()},
-                          footprint=footprint)
-            for row, footprint in zip(self.table.to_pylist(), self.masks.footprints)
+            PlannedObject(**{k: (float(v) if k in FLOAT_COLUMNS else int(v)) for k, v in row.items()},
+                          footprint=footprint, region=region)
+            for row, footprint, region in zip(self.table.to_pylist(), self.masks.footprints, regions)
         ]
 
 
@@ -171,6 +197,7 @@ def plan_map(
     sigma: SigmaMap,
     given: GivenObjects | None = None,
     chunk: int | None = None,
+    beam: Beam | None = None,
 ) -> PlannedMap:
     """Plan, pick masks and place: at random from the seed, or at the ``given`` pixels.
 
@@ -178,36 +205,54 @@ def plan_map(
     are the given ones) while the class fractions, k law, overlap fraction and margin
     still apply; objects that cannot go where asked are in ``placement.unplaced``.
     ``chunk``: the mosaic's chunk side, which sets the rank order (see :class:`PlannedMap`).
+    ``beam``: the map's, which a given size is convolved with (needed when ``given`` has sizes).
+
+    A given object is placed by the *region* reserved for it
+    (:func:`~radiff_scale.compose.given_stamps.reserve_region`: its mask grown, and
+    stretched to the given size), centred on the given pixel; its stamp later puts its
+    flux centroid there and stays inside the region.
     """
     if given is None:
         plans = plan_objects(config, shape, seed, pixel_scale_arcsec)
     else:
-        plans = plan_given(config, seed, given.class_ids, given.k)
+        plans = plan_given(config, seed, given.class_ids, given.k, given.flux_jy)
     bank_index, footprints = pick_footprints(plans, bank, seed)
     # The planner places the crops; the tile origin is the crop origin minus its offset.
-    crops = [f.crop for f in footprints]
     if given is None:
+        crops = [f.crop for f in footprints]
         placement = place_objects(plans, crops, shape, config, seed)
     else:
+        crops = _given_regions(given, footprints, beam, pixel_scale_arcsec)
         placement = place_at(plans, crops, np.column_stack([given.rows, given.cols]), shape, config)
     position = {p.object_id: i for i, p in enumerate(plans)}
     ranked = _rank_order(placement.placed, chunk)
-    sigma_local = _local_sigma(ranked, [footprints[position[o.object_id]] for o in ranked], sigma)
+    sigma_local = _local_sigma(ranked, [crops[position[o.object_id]].shape for o in ranked], sigma)
     columns: dict[str, list] = {name: [] for name in OBJECT_COLUMNS}
     kept: list[Footprint] = []
+    regions: list[np.ndarray | None] = []
+    nan = math.nan
     for rank, obj in enumerate(ranked):
         i = position[obj.object_id]
         f = footprints[i]
-        h, w = f.crop.shape
+        h, w = crops[i].shape
         fp = (obj.row0, obj.row0 + h, obj.col0, obj.col0 + w)
-        tile_row0, tile_col0 = obj.row0 - f.row0, obj.col0 - f.col0
+        if given is None:
+            tile_row0, tile_col0 = obj.row0 - f.row0, obj.col0 - f.col0
+            extra = (nan, nan, nan, nan, nan, nan)
+        else:  # the tile's background patch is centred on the region
+            tile_row0, tile_col0 = obj.row0 + h // 2 - TILE // 2, obj.col0 + w // 2 - TILE // 2
+            extra = (plans[i].flux_jy, float(given.rows[i]), float(given.cols[i]), float(given.major_px[i]),
+                     float(given.minor_px[i]), float(given.pa_deg[i]))
+        if given is None and config.flux_mode != "k":
+            extra = (plans[i].flux_jy, *extra[1:])
         values = (
             obj.object_id, obj.class_id, obj.k, obj.seed, tile_row0, tile_col0, rank,
-            sigma_local[rank], *fp, int(bank_index[i]),
+            sigma_local[rank], *fp, int(bank_index[i]), *extra,
         )
         for name, value in zip(columns, values):
             columns[name].append(value)
         kept.append(f)
+        regions.append(None if given is None else crops[i])
     placed = sorted(
         (PlacedObject(o.object_id, o.class_id, o.k, o.seed, row0, col0)
          for o, row0, col0 in zip(ranked, columns["row0"], columns["col0"])),
@@ -215,16 +260,34 @@ def plan_map(
     )
     placement = Placement(placed=placed, unplaced=placement.unplaced)
     table = pa.table({
-        name: pa.array(values, type=pa.float64() if name in ("k", "sigma_local") else pa.int64())
+        name: pa.array(values, type=pa.float64() if name in FLOAT_COLUMNS else pa.int64())
         for name, values in columns.items()
     })
-    return PlannedMap(table=table, masks=FootprintStack(kept), placement=placement, n_planned=len(plans))
+    return PlannedMap(table=table, masks=FootprintStack(kept), placement=placement, n_planned=len(plans),
+                      regions=regions)
 
 
-def _local_sigma(ranked: list[PlacedObject], footprints: list[Footprint], sigma: SigmaMap) -> list[float]:
+def _given_regions(given: GivenObjects, footprints: list[Footprint], beam: Beam | None,
+                   pixel_scale_arcsec: float) -> list[np.ndarray]:
+    """The region each given object reserves (its mask grown, or stretched to its given size)."""
+    beam_cov = None
+    if np.isfinite(given.major_px).any():
+        if beam is None:
+            raise ValueError("given sizes need the map's beam")
+        beam_cov = beam_covariance(beam, pixel_scale_arcsec)
+    regions = []
+    for i, f in enumerate(footprints):
+        target = None
+        if given.has_shape(i) and f.crop.size:
+            target = target_covariance((given.major_px[i], given.minor_px[i], given.pa_deg[i]), beam_cov)
+        regions.append(reserve_region(f.crop, target) if f.crop.size else f.crop)
+    return regions
+
+
+def _local_sigma(ranked: list[PlacedObject], shapes: list[tuple[int, int]], sigma: SigmaMap) -> list[float]:
     """Sigma at each object's footprint-box centre, one vectorised lookup for all of them."""
-    rows = np.asarray([o.row0 + (f.crop.shape[0] - 1) / 2.0 for o, f in zip(ranked, footprints)], dtype=np.float64)
-    cols = np.asarray([o.col0 + (f.crop.shape[1] - 1) / 2.0 for o, f in zip(ranked, footprints)], dtype=np.float64)
+    rows = np.asarray([o.row0 + (s[0] - 1) / 2.0 for o, s in zip(ranked, shapes)], dtype=np.float64)
+    cols = np.asarray([o.col0 + (s[1] - 1) / 2.0 for o, s in zip(ranked, shapes)], dtype=np.float64)
     return sigma.at(rows, cols).tolist() if len(ranked) else []
 
 

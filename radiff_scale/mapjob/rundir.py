@@ -35,8 +35,9 @@ from radiff_scale.errors import RadiffError
 #: spec.json, so ``--resume`` refuses a folder an older layout left half done). 2: objects
 #: ranked by owner chunk, stamps cut once into ``work/stamps``, catalogue parts per batch. 3: chunk
 #: done markers in ``work/chunks_done`` instead of inside map.zarr; banked runs read the bank
-#: instead of a copy of its tiles in ``work/tiles.zarr``.
-RUN_LAYOUT = 3
+#: instead of a copy of its tiles in ``work/tiles.zarr``. 4: fluxes, given shapes and reserved
+#: regions in the placement, new truth columns in the catalogue parts.
+RUN_LAYOUT = 4
 
 
 @dataclass(frozen=True)

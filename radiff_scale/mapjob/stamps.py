@@ -36,7 +36,10 @@ import pyarrow.parquet as pq
 
 from radiff_scale.atomic import replace_when_done
 from radiff_scale.compose.catalogue import build_catalogue, measure
-from radiff_scale.compose.stamps import NORM_PEAK, Stamp, cut_stamp
+from radiff_scale.compose.given_stamps import Region, move_cut, shape_cut, target_covariance
+from radiff_scale.compose.moments import beam_covariance
+from radiff_scale.compose.placement import mask_bbox
+from radiff_scale.compose.stamps import NORMAL, Brightness, CutStamp, Stamp, cut_stamp, linear_cut, scale_cut
 from radiff_scale.compose.wcs import MapGeometry
 from radiff_scale.data.stretch import Stretch
 from radiff_scale.mapjob.plan import PlannedObject
@@ -85,10 +88,12 @@ def cut_stamp_batch(
     geometry: MapGeometry,
     stretch: Stretch,
     bank: tuple[str, str] | None = None,
+    flux_mode: str = "k",
 ) -> StampBatchOutcome:
     """Cut and measure the objects of stamp batch ``batch`` (ranks ``batch * batch_size`` on;
     ``objects``: their records, in rank order; ``stretch``: the model's, which decodes tiles).
-    Tiles come from the run's tile store, or with ``bank`` = (path, sha256) from that tile bank."""
+    Tiles come from the run's tile store, or with ``bank`` = (path, sha256) from that tile bank.
+    ``flux_mode`` (the spec's placement.flux_mode) says whether a requested flux is a peak."""
     started = time.perf_counter()
     run = RunDir(Path(run_root))
     expected = batch_slice(batch, batch * batch_size + len(objects), batch_size)
@@ -100,17 +105,27 @@ def cut_stamp_batch(
     tiles = read_range(run.tiles, expected) if bank is None else bank_tiles(*bank, [o.bank_index for o in objects])
     steps["tiles"] = time.perf_counter() - started
     wcs = _map_wcs(geometry)
+    beam_area = geometry.beam.area_pixels(geometry.pixel_scale_arcsec)
+    beam_cov = beam_covariance(geometry.beam, geometry.pixel_scale_arcsec)
     stamps, rows, odd = [], [], []
     for obj, tile in zip(objects, tiles):
         t = time.perf_counter()
         placed = obj.placed()
         sigma_local = obj.sigma_local
-        stamp = cut_stamp(placed, tile, obj.footprint.tile_mask(), sigma_local, inverse, monotonic=True)
+        brightness = None
+        if not np.isnan(obj.flux_req_jy):
+            brightness = Brightness("peak" if flux_mode == "peak" else "integrated", obj.flux_req_jy, beam_area)
+        if obj.given:
+            stamp = cut_given_stamp(obj, tile, inverse, beam_cov, brightness)
+        else:
+            stamp = cut_stamp(placed, tile, obj.footprint.tile_mask(), sigma_local, inverse, monotonic=True,
+                              brightness=brightness)
         stamps.append(stamp)
-        if stamp.normalisation != NORM_PEAK:
+        if stamp.normalisation not in NORMAL:
             odd.append(placed.object_id)
         t1 = time.perf_counter()
-        rows.append(measure(stamp, wcs, geometry.beam, geometry.pixel_scale_arcsec, sigma_local, placed.k, placed.seed))
+        rows.append(measure(stamp, wcs, geometry.beam, geometry.pixel_scale_arcsec, sigma_local, placed.k, placed.seed,
+                            obj.flux_req_jy))
         steps["cut"] += t1 - t
         steps["measure"] += time.perf_counter() - t1
     t = time.perf_counter()
@@ -122,6 +137,25 @@ def cut_stamp_batch(
         batch=batch, n_stamps=len(stamps), odd_normalisation=tuple(odd), seconds=time.perf_counter() - started,
         step_seconds=steps,
     )
+
+
+def cut_given_stamp(obj: PlannedObject, tile: np.ndarray, inverse: Any, beam_cov: np.ndarray,
+                    brightness: Brightness | None) -> CutStamp:
+    """A catalogue object's stamp: its flux centroid at the given pixel, its flux moments the
+    given size (convolved with the beam) when there is one, inside its reserved region."""
+    footprint = obj.footprint.tile_mask()
+    cut, mask = linear_cut(obj.object_id, tile, footprint, mask_bbox(footprint), inverse, True)
+    region = Region(obj.region, obj.fp_row0, obj.fp_col0)
+    target = (obj.target_row, obj.target_col)
+    shape = obj.shape_px
+    if shape is None:
+        moved = move_cut(cut, mask, target, region)
+    else:
+        moved = shape_cut(cut, mask, target, target_covariance(shape, beam_cov), region)
+    if brightness is None:
+        brightness = Brightness("peak", float(obj.k) * float(obj.sigma_local))
+    data, norm = scale_cut(moved.data, moved.mask, brightness)
+    return CutStamp(int(obj.object_id), int(obj.class_id), moved.row0, moved.col0, data, moved.mask, norm)
 
 
 def _write_part(folder: Path, batch: int, table: pa.Table) -> None:

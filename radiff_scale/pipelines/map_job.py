@@ -157,7 +157,7 @@ def plan_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, bank: Any, sigma: 
                progress: bool, log: StageLog) -> PlannedMap:
     """Plan, pick masks and place, on the driver, from the seed alone; record the refusals."""
     planned = plan_map(spec.placement, inputs.geometry.shape, inputs.geometry.pixel_scale_arcsec, spec.seed, bank,
-                       sigma, given, chunk=spec.chunk)
+                       sigma, given, chunk=spec.chunk, beam=inputs.geometry.beam)
     unplaced = planned.placement.unplaced
     log.counts.update(objects_planned=planned.n_planned, objects_placed=planned.table.num_rows,
                       objects_unplaced=len(unplaced))
@@ -203,7 +203,7 @@ def stamps_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, objects: list[Pl
 
     def submit(batch: int) -> Any:
         return cut_stamps_task.remote(str(run.root), batch, b, objects[tiles.batch_slice(batch, len(objects), b)],
-                                      geometry, inputs.stretch, bank)
+                                      geometry, inputs.stretch, bank, spec.placement.flux_mode)
 
     stage_tasks("stamps", "batch", submit, todo, spec.workers, progress, log,
                 lambda outcome: odd.update(outcome.odd_normalisation))

@@ -1,0 +1,183 @@
+"""A catalogue row's object: its cut moved so its flux centroid is where the row says, and,
+when the row gives a size, stretched so its second moments are the row's.
+
+Placement happens before any tile exists (the tile is sampled for the object's mask at
+its place), so the planner can only reserve a *region* for a given object: its mask,
+stretched by the mask's own moments towards the row's shape and grown by a few pixels
+(radiff_scale.mapjob.plan). Here, with the tile in hand, the object's own flux decides:
+
+* position: the flux-weighted centroid goes to the requested pixel. Without a shape the
+  cut moves by whole pixels (its pixels untouched, centroid within half a pixel);
+* shape: a linear map takes the cut's flux covariance to the target's (the row's size
+  convolved with the beam, :mod:`radiff_scale.compose.moments`), applied by bilinear
+  resampling about the centroid, refined twice on the resampled pixels themselves (the
+  mask's edge and the interpolation shift the moments a little).
+
+What leaves the region is cut off (the region is what the planner kept free of other
+objects); the catalogue then measures what is left, so the truth stays the truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from radiff_scale.compose.moments import flux_moments, matching_map
+
+#: Refinements of the shaping map on the resampled pixels (each one resamples the cut once).
+REFINEMENTS = 2
+
+
+@dataclass(frozen=True)
+class Region:
+    """The pixels of the map the planner reserved for one object: ``crop`` at (row0, col0)."""
+
+    crop: np.ndarray
+    row0: int
+    col0: int
+
+
+@dataclass(frozen=True)
+class MovedCut:
+    """A cut on the map: ``data`` (float64, zero outside ``mask``) with [0, 0] at map pixel (row0, col0)."""
+
+    data: np.ndarray
+    mask: np.ndarray
+    row0: int
+    col0: int
+
+
+def _trimmed(data: np.ndarray, mask: np.ndarray, row0: int, col0: int) -> MovedCut:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("the object's mask left its reserved region entirely")
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    m = np.ascontiguousarray(mask[r0:r1, c0:c1])
+    return MovedCut(np.where(m, data[r0:r1, c0:c1], 0.0), m, row0 + r0, col0 + c0)
+
+
+def _weights(cut: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flux moments of the cut, or of its mask when nothing in it is positive."""
+    moments = flux_moments(cut)
+    if moments is None:
+        moments = flux_moments(mask.astype(np.float64))
+    return moments
+
+
+def move_cut(cut: np.ndarray, mask: np.ndarray, target_rc: tuple[float, float], region: Region) -> MovedCut:
+    """Shift ``cut`` (on its own grid) by whole pixels so its flux centroid is nearest ``target_rc``."""
+    centre, _ = _weights(cut, mask)
+    row0 = int(np.floor(target_rc[0] - centre[0] + 0.5))
+    col0 = int(np.floor(target_rc[1] - centre[1] + 0.5))
+    return _clip_to_region(cut, mask, row0, col0, region)
+
+
+def _clip_to_region(cut: np.ndarray, mask: np.ndarray, row0: int, col0: int, region: Region) -> MovedCut:
+    h, w = region.crop.shape
+    out_mask = np.zeros((h, w), dtype=bool)
+    out = np.zeros((h, w), dtype=np.float64)
+    r0, c0 = row0 - region.row0, col0 - region.col0
+    ra, rb = max(r0, 0), min(r0 + cut.shape[0], h)
+    ca, cb = max(c0, 0), min(c0 + cut.shape[1], w)
+    if ra < rb and ca < cb:
+        out_mask[ra:rb, ca:cb] = mask[ra - r0 : rb - r0, ca - c0 : cb - c0]
+        out[ra:rb, ca:cb] = cut[ra - r0 : rb - r0, ca - c0 : cb - c0]
+    out_mask &= region.crop
+    return _trimmed(out, out_mask, region.row0, region.col0)
+
+
+def shape_cut(
+    cut: np.ndarray, mask: np.ndarray, target_rc: tuple[float, float], target_cov: np.ndarray, region: Region
+) -> MovedCut:
+    """Resample ``cut`` so its flux centroid is ``target_rc`` and its flux covariance ``target_cov``.
+
+    The map p = T (q - c) + target + d (q: pixel of the cut, c: its flux centroid) starts
+    from the matching map of the cut's own moments and is refined on the resampled
+    pixels: post-composing with the matching map of what came out (about what came out's
+    centroid) corrects both T and the offset d.
+    """
+    from scipy import ndimage  # here: scipy.ndimage is not needed by maps without given shapes
+
+    centre, cov = _weights(cut, mask)
+    t = matching_map(cov, target_cov)
+    target = np.asarray(target_rc, dtype=np.float64)
+    d = np.zeros(2)
+    origin = np.array([region.row0, region.col0], dtype=np.float64)
+    shape = region.crop.shape
+    cut = np.where(mask, cut, 0.0)
+    mask_f = mask.astype(np.float64)
+    out = out_mask = None
+    for step in range(REFINEMENTS + 1):
+        inv = np.linalg.inv(t)
+        offset = inv @ (origin - target - d) + centre
+        out = ndimage.affine_transform(cut, inv, offset=offset, output_shape=shape, order=1, mode="constant", cval=0.0)
+        out_mask = (ndimage.affine_transform(mask_f, inv, offset=offset, output_shape=shape, order=1,
+                                             mode="constant", cval=0.0) > 0.5) & region.crop
+        out = np.where(out_mask, out, 0.0)
+        if step == REFINEMENTS:
+            break
+        moments = flux_moments(out)
+        if moments is None:
+            break
+        got_centre, got_cov = moments
+        got_centre = got_centre + origin
+        m = matching_map(got_cov, target_cov)
+        t = m @ t
+        d = m @ (target + d - got_centre)
+    return _trimmed(out, out_mask, region.row0, region.col0)
+
+
+#: Pixels a reserved region grows beyond the object's expected mask: room for its flux
+#: centroid to sit off its mask centroid, which the planner cannot know before the tile.
+GROW_PX = 4
+#: Flux covariance of a generated object / covariance of its (uniform) mask, as planned: a
+#: peaked source fills its mask's second moments only partly (0.5-0.8 for our tiles).
+FLUX_TO_MASK = 0.6
+#: The region's linear size beyond the expected mask: room for objects more peaked than planned.
+GROW_SCALE = 1.25
+
+
+def target_covariance(shape_px: tuple[float, float, float], beam_cov: np.ndarray) -> np.ndarray:
+    """The flux covariance an object of intrinsic FWHM (major, minor, PA) has on the map: its
+    own plus the beam's (convolution adds covariances; a point source is the beam)."""
+    from radiff_scale.compose.moments import covariance
+
+    major, minor, pa = shape_px
+    return covariance(major, max(minor, 0.0), pa) + np.asarray(beam_cov, dtype=np.float64)
+
+
+def reserve_region(crop: np.ndarray, target_cov: np.ndarray | None) -> np.ndarray:
+    """The region (bool, on the map grid) the planner keeps free for an object with mask ``crop``.
+
+    Without a shape: the mask grown by GROW_PX. With one: the mask stretched about its
+    centroid by the map taking its covariance (times FLUX_TO_MASK, what the flux will
+    have) to ``target_cov``, times GROW_SCALE, then grown by GROW_PX.
+    """
+    from scipy import ndimage
+
+    crop = np.asarray(crop, dtype=bool)
+    if target_cov is not None:
+        rr, cc = np.nonzero(crop)
+        centre = np.array([rr.mean(), cc.mean()])
+        d = np.stack([rr - centre[0], cc - centre[1]])
+        cov = d @ d.T / rr.size + np.eye(2) / 12.0
+        t = GROW_SCALE * matching_map(FLUX_TO_MASK * cov, target_cov)
+        corners = np.array([[-0.5, -0.5], [-0.5, crop.shape[1] - 0.5], [crop.shape[0] - 0.5, -0.5],
+                            [crop.shape[0] - 0.5, crop.shape[1] - 0.5]]) - centre
+        reach = np.abs(corners @ t.T).max(axis=0)
+        half = np.ceil(reach).astype(int) + 1
+        shape = (2 * half[0] + 1, 2 * half[1] + 1)
+        inv = np.linalg.inv(t)
+        offset = centre - inv @ half.astype(np.float64)
+        crop = ndimage.affine_transform(crop.astype(np.float64), inv, offset=offset, output_shape=shape, order=1,
+                                        mode="constant", cval=0.0) > 0.5
+        if not crop.any():  # a target far below a pixel: keep the centre pixel
+            crop[half[0], half[1]] = True
+    padded = np.pad(crop, GROW_PX)
+    disk = np.hypot(*np.mgrid[-GROW_PX : GROW_PX + 1, -GROW_PX : GROW_PX + 1]) <= GROW_PX
+    grown = ndimage.binary_dilation(padded, structure=disk)
+    rows = np.flatnonzero(grown.any(axis=1))
+    cols = np.flatnonzero(grown.any(axis=0))
+    return np.ascontiguousarray(grown[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
