@@ -145,6 +145,23 @@ def test_shape_cut_gives_the_requested_intrinsic_size_pa_and_centroid() -> None:
         assert not (moved.mask & ~inside).any()
 
 
+def test_degenerate_objects_are_shaped_not_crashed() -> None:
+    """A one-pixel object (singular covariance) takes the beam's size; an object that cannot
+    stay in its region becomes one pixel at its position instead of failing the map."""
+    beam = beam_covariance(BEAM, SCALE)
+    dot = np.zeros((5, 5))
+    dot[2, 2] = 1.0
+    target = target_covariance((0.0, 0.0, 0.0), beam)  # a point source: the beam
+    region = reserve_region(dot > 0, target)
+    rr, cc = np.nonzero(region)
+    moved = shape_cut(dot, dot > 0, (300.0, 400.0), target,
+                      Region(region, int(round(300 - rr.mean())), int(round(400 - cc.mean()))))
+    centre, cov = flux_moments(moved.data)
+    assert moved.mask.sum() > 5 and axes(cov)[0] == pytest.approx(axes(beam)[0], rel=0.15)
+    lost = shape_cut(dot, dot > 0, (300.0, 400.0), target, Region(np.ones((3, 3), bool), 10, 10))
+    assert lost.mask.sum() == 1 and (lost.row0, lost.col0) == (12, 12)  # the region's pixel nearest the target
+
+
 # ---- drawing fluxes --------------------------------------------------------------------------
 
 

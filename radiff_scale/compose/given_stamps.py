@@ -27,6 +27,9 @@ from radiff_scale.compose.moments import flux_moments, matching_map
 
 #: Refinements of the shaping map on the resampled pixels (each one resamples the cut once).
 REFINEMENTS = 2
+#: Added to both covariances a shaping map matches (a pixel's own spread, 1/12 px^2): an
+#: object whose flux sits in one pixel, or one line of pixels, has a singular covariance.
+PIXEL_VARIANCE = np.eye(2) / 12.0
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,19 @@ class MovedCut:
     col0: int
 
 
-def _trimmed(data: np.ndarray, mask: np.ndarray, row0: int, col0: int) -> MovedCut:
+def _trimmed(data: np.ndarray, mask: np.ndarray, row0: int, col0: int, target_rc: tuple[float, float]) -> MovedCut:
+    if not mask.any():
+        # Nothing of the object is left (a size far below a pixel, or a cut that left its
+        # region): the object becomes the one pixel at its position, so a catalogue row is
+        # never lost to a rounding -- the truth then says what it became.
+        r = min(max(int(np.floor(target_rc[0] + 0.5)) - row0, 0), mask.shape[0] - 1)
+        c = min(max(int(np.floor(target_rc[1] + 0.5)) - col0, 0), mask.shape[1] - 1)
+        mask = np.zeros_like(mask)
+        mask[r, c] = True
+        data = np.zeros(mask.shape)
+        data[r, c] = 1.0
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        raise ValueError("the object's mask left its reserved region entirely")
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     m = np.ascontiguousarray(mask[r0:r1, c0:c1])
     return MovedCut(np.where(m, data[r0:r1, c0:c1], 0.0), m, row0 + r0, col0 + c0)
@@ -71,10 +82,11 @@ def move_cut(cut: np.ndarray, mask: np.ndarray, target_rc: tuple[float, float], 
     centre, _ = _weights(cut, mask)
     row0 = int(np.floor(target_rc[0] - centre[0] + 0.5))
     col0 = int(np.floor(target_rc[1] - centre[1] + 0.5))
-    return _clip_to_region(cut, mask, row0, col0, region)
+    return _clip_to_region(cut, mask, row0, col0, region, target_rc)
 
 
-def _clip_to_region(cut: np.ndarray, mask: np.ndarray, row0: int, col0: int, region: Region) -> MovedCut:
+def _clip_to_region(cut: np.ndarray, mask: np.ndarray, row0: int, col0: int, region: Region,
+                    target_rc: tuple[float, float]) -> MovedCut:
     h, w = region.crop.shape
     out_mask = np.zeros((h, w), dtype=bool)
     out = np.zeros((h, w), dtype=np.float64)
@@ -85,7 +97,7 @@ def _clip_to_region(cut: np.ndarray, mask: np.ndarray, row0: int, col0: int, reg
         out_mask[ra:rb, ca:cb] = mask[ra - r0 : rb - r0, ca - c0 : cb - c0]
         out[ra:rb, ca:cb] = cut[ra - r0 : rb - r0, ca - c0 : cb - c0]
     out_mask &= region.crop
-    return _trimmed(out, out_mask, region.row0, region.col0)
+    return _trimmed(out, out_mask, region.row0, region.col0, target_rc)
 
 
 def shape_cut(
@@ -101,7 +113,7 @@ def shape_cut(
     from scipy import ndimage  # here: scipy.ndimage is not needed by maps without given shapes
 
     centre, cov = _weights(cut, mask)
-    t = matching_map(cov, target_cov)
+    t = matching_map(cov + PIXEL_VARIANCE, target_cov + PIXEL_VARIANCE)
     target = np.asarray(target_rc, dtype=np.float64)
     d = np.zeros(2)
     origin = np.array([region.row0, region.col0], dtype=np.float64)
@@ -123,10 +135,10 @@ def shape_cut(
             break
         got_centre, got_cov = moments
         got_centre = got_centre + origin
-        m = matching_map(got_cov, target_cov)
+        m = matching_map(got_cov + PIXEL_VARIANCE, target_cov + PIXEL_VARIANCE)
         t = m @ t
         d = m @ (target + d - got_centre)
-    return _trimmed(out, out_mask, region.row0, region.col0)
+    return _trimmed(out, out_mask, region.row0, region.col0, target_rc)
 
 
 #: Pixels a reserved region grows beyond the object's expected mask: room for its flux
