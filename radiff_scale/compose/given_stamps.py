@@ -26,7 +26,7 @@ import numpy as np
 from radiff_scale.compose.moments import flux_moments, matching_map
 
 #: Refinements of the shaping map on the resampled pixels (each one resamples the cut once).
-REFINEMENTS = 2
+REFINEMENTS = 3
 #: Added to both covariances a shaping map matches (a pixel's own spread, 1/12 px^2): an
 #: object whose flux sits in one pixel, or one line of pixels, has a singular covariance.
 PIXEL_VARIANCE = np.eye(2) / 12.0
@@ -100,6 +100,26 @@ def _clip_to_region(cut: np.ndarray, mask: np.ndarray, row0: int, col0: int, reg
     return _trimmed(out, out_mask, region.row0, region.col0, target_rc)
 
 
+#: Smoothing (sigma, output pixels) before a shrinking map: sampling a noisy cut sparsely
+#: would alias, and the moments of what came out would jump with every refinement.
+ANTIALIAS_SIGMA = 0.5
+
+
+def _band_limited(cut: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """``cut`` smoothed, in its own pixels, by the Gaussian that becomes ANTIALIAS_SIGMA output
+    pixels under the map whose inverse is ``inv``; unchanged where the map does not shrink."""
+    cov = ANTIALIAS_SIGMA**2 * inv @ inv.T  # an output-pixel Gaussian seen in source pixels
+    if np.linalg.eigvalsh(cov).max() < ANTIALIAS_SIGMA**2:
+        return cut  # the map does not shrink: nothing to alias
+    pad = int(np.ceil(3.0 * np.sqrt(np.linalg.eigvalsh(cov).max())))
+    padded = np.pad(cut, pad)
+    kr = np.fft.fftfreq(padded.shape[0])[:, None] * 2 * np.pi
+    kc = np.fft.rfftfreq(padded.shape[1])[None, :] * 2 * np.pi
+    transfer = np.exp(-0.5 * (cov[0, 0] * kr**2 + 2 * cov[0, 1] * kr * kc + cov[1, 1] * kc**2))
+    smooth = np.fft.irfft2(np.fft.rfft2(padded) * transfer, s=padded.shape)
+    return smooth[pad:-pad, pad:-pad]
+
+
 def shape_cut(
     cut: np.ndarray, mask: np.ndarray, target_rc: tuple[float, float], target_cov: np.ndarray, region: Region
 ) -> MovedCut:
@@ -124,9 +144,13 @@ def shape_cut(
     for step in range(REFINEMENTS + 1):
         inv = np.linalg.inv(t)
         offset = inv @ (origin - target - d) + centre
-        out = ndimage.affine_transform(cut, inv, offset=offset, output_shape=shape, order=1, mode="constant", cval=0.0)
-        out_mask = (ndimage.affine_transform(mask_f, inv, offset=offset, output_shape=shape, order=1,
-                                             mode="constant", cval=0.0) > 0.5) & region.crop
+        out = ndimage.affine_transform(_band_limited(cut, inv), inv, offset=offset, output_shape=shape, order=1,
+                                       mode="constant", cval=0.0)
+        # The mask is the resampled mask's half level *and* wherever resampled flux is: a
+        # threshold alone would drop and add edge pixels as the map changes and keep the
+        # refinement of a small object from settling.
+        out_mask = ((ndimage.affine_transform(mask_f, inv, offset=offset, output_shape=shape, order=1,
+                                              mode="constant", cval=0.0) > 0.5) | (out != 0.0)) & region.crop
         out = np.where(out_mask, out, 0.0)
         if step == REFINEMENTS:
             break
@@ -148,7 +172,7 @@ GROW_PX = 4
 #: peaked source fills its mask's second moments only partly (0.5-0.8 for our tiles).
 FLUX_TO_MASK = 0.6
 #: The region's linear size beyond the expected mask: room for objects more peaked than planned.
-GROW_SCALE = 1.25
+GROW_SCALE = 1.5
 
 
 def target_covariance(shape_px: tuple[float, float, float], beam_cov: np.ndarray) -> np.ndarray:
