@@ -11,7 +11,7 @@ import pytest
 
 from radiff_scale.cli import build_parser, main
 
-COMMANDS = ("simulate-dataset", "validate-dataset", "train", "make-map", "make-tile-bank", "demo")
+COMMANDS = ("simulate-dataset", "validate-dataset", "train", "make-map", "make-tile-bank", "validate", "demo")
 
 
 def test_every_command_is_listed_and_has_help(capsys) -> None:

@@ -115,6 +115,14 @@ COMMANDS = (
         "the given masks, plus sample.json (see docs/sample.md).",
     ),
     Command(
+        "validate", "radiff_scale.cli.validate_map",
+        "run PyBDSF on a finished map and score it against the truth (completeness, fluxes, SDC1 score)",
+        "Run the PyBDSF source finder on OUT/map.fits (in overlapping regions on Ray for big maps), match its "
+        "sources one-to-one with OUT/catalogue.parquet, and write completeness and reliability vs S/N, flux "
+        "ratios and offsets per class, and the SKA SDC1 score, to OUT/validation.json and validation.png "
+        "(docs/validation.md). Needs the validate extra: pip install -e \".[validate]\".",
+    ),
+    Command(
         "demo", "radiff_scale.cli.make_map",
         "make a 4096x4096 demo map with the shipped model (2 CPUs, a few minutes)",
         "Make a 4096x4096 map of synthetic beam-correlated noise populated by objects generated with the "
