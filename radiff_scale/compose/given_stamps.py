@@ -140,8 +140,9 @@ def shape_cut(
     shape = region.crop.shape
     cut = np.where(mask, cut, 0.0)
     mask_f = mask.astype(np.float64)
-    out = out_mask = None
-    for step in range(REFINEMENTS + 1):
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    scale = float(np.trace(target_cov))
+    for _ in range(REFINEMENTS + 1):
         inv = np.linalg.inv(t)
         offset = inv @ (origin - target - d) + centre
         out = ndimage.affine_transform(_band_limited(cut, inv), inv, offset=offset, output_shape=shape, order=1,
@@ -152,16 +153,21 @@ def shape_cut(
         out_mask = ((ndimage.affine_transform(mask_f, inv, offset=offset, output_shape=shape, order=1,
                                               mode="constant", cval=0.0) > 0.5) | (out != 0.0)) & region.crop
         out = np.where(out_mask, out, 0.0)
-        if step == REFINEMENTS:
-            break
         moments = flux_moments(out)
         if moments is None:
             break
         got_centre, got_cov = moments
         got_centre = got_centre + origin
+        # Keep the best try: an object its region clips can get worse as the refinement
+        # pushes more of it against the region's edge.
+        error = float(np.hypot(*(got_centre - target))) + 3.0 * float(np.abs(got_cov - target_cov).sum()) / scale
+        if best is None or error < best[0]:
+            best = (error, out, out_mask)
         m = matching_map(got_cov + PIXEL_VARIANCE, target_cov + PIXEL_VARIANCE)
         t = m @ t
         d = m @ (target + d - got_centre)
+    if best is not None:
+        _, out, out_mask = best
     return _trimmed(out, out_mask, region.row0, region.col0, target_rc)
 
 
@@ -173,6 +179,9 @@ GROW_PX = 4
 FLUX_TO_MASK = 0.6
 #: The region's linear size beyond the expected mask: room for objects more peaked than planned.
 GROW_SCALE = 1.5
+#: And a growth in proportion to the object's extent: a lopsided object's flux centroid sits
+#: off its mask centroid by a fraction of its size, and a stretch stretches that offset too.
+GROW_FRACTION = 0.1
 
 
 def target_covariance(shape_px: tuple[float, float, float], beam_cov: np.ndarray) -> np.ndarray:
@@ -187,9 +196,10 @@ def target_covariance(shape_px: tuple[float, float, float], beam_cov: np.ndarray
 def reserve_region(crop: np.ndarray, target_cov: np.ndarray | None) -> np.ndarray:
     """The region (bool, on the map grid) the planner keeps free for an object with mask ``crop``.
 
-    Without a shape: the mask grown by GROW_PX. With one: the mask stretched about its
-    centroid by the map taking its covariance (times FLUX_TO_MASK, what the flux will
-    have) to ``target_cov``, times GROW_SCALE, then grown by GROW_PX.
+    Without a shape: the mask grown by GROW_PX plus GROW_FRACTION of its extent. With
+    one: the mask stretched about its centroid by the map taking its covariance (times
+    FLUX_TO_MASK, what the flux will have) to ``target_cov``, times GROW_SCALE, then grown
+    the same way.
     """
     from scipy import ndimage
 
@@ -211,8 +221,9 @@ def reserve_region(crop: np.ndarray, target_cov: np.ndarray | None) -> np.ndarra
                                         mode="constant", cval=0.0) > 0.5
         if not crop.any():  # a target far below a pixel: keep the centre pixel
             crop[half[0], half[1]] = True
-    padded = np.pad(crop, GROW_PX)
-    disk = np.hypot(*np.mgrid[-GROW_PX : GROW_PX + 1, -GROW_PX : GROW_PX + 1]) <= GROW_PX
+    grow = GROW_PX + int(np.ceil(GROW_FRACTION * max(crop.shape)))
+    padded = np.pad(crop, grow)
+    disk = np.hypot(*np.mgrid[-grow : grow + 1, -grow : grow + 1]) <= grow
     grown = ndimage.binary_dilation(padded, structure=disk)
     rows = np.flatnonzero(grown.any(axis=1))
     cols = np.flatnonzero(grown.any(axis=0))
