@@ -23,7 +23,7 @@ from radiff_scale.compose.moments import axes, beam_covariance, covariance, deco
 from radiff_scale.compose.placement import mask_bbox
 from radiff_scale.compose.planner import draw_flux, plan_given, plan_objects
 from radiff_scale.compose.sdc1 import GAUSS_TO_LAS
-from radiff_scale.compose.stamps import NORM_FLUX, Brightness, linear_cut, scale_cut
+from radiff_scale.compose.stamps import NORM_FLUX, NORM_POSITIVE, Brightness, linear_cut, scale_cut
 from radiff_scale.compose.tile_bank import TileBank, TileBankMeta
 from radiff_scale.data.stretch import AsinhStretch
 from radiff_scale.errors import RadiffError
@@ -103,6 +103,14 @@ def test_integrated_brightness_gives_the_requested_flux() -> None:
     assert float(data.astype(np.float64).sum()) / area == pytest.approx(3.2e-3, rel=1e-6)
     peak, _ = scale_cut(cut, m, Brightness("peak", 0.5))
     assert float(peak.max()) == pytest.approx(0.5, rel=1e-6)
+
+
+def test_a_flux_asked_of_a_darker_than_background_cut_keeps_its_positive_part() -> None:
+    cut = np.array([[0.5, -2.0], [-1.0, 0.25]])
+    mask = np.ones_like(cut, dtype=bool)
+    data, norm = scale_cut(cut, mask, Brightness("integrated", 2.0, 1.5))
+    assert norm == NORM_POSITIVE and float(data.sum()) / 1.5 == pytest.approx(2.0) and data.min() == 0.0
+    assert scale_cut(-np.abs(cut), mask, Brightness("integrated", 2.0, 1.5))[1] == "abs_peak"
 
 
 def test_move_cut_puts_the_flux_centroid_on_the_pixel_without_touching_pixels() -> None:

@@ -68,6 +68,9 @@ NORM_FLUX = "flux"
 NORM_ABS = "abs_peak"
 #: The cut was identically zero; the stamp is all zeros.
 NORM_ZERO = "zero"
+#: An integrated flux was asked of a cut whose sum was <= 0 although some pixels were > 0:
+#: only its positive part was kept and scaled (the request is met; the tile was poor).
+NORM_POSITIVE = "positive_part"
 #: The normalisations that mean "the object came out as asked".
 NORMAL = (NORM_PEAK, NORM_FLUX)
 
@@ -93,7 +96,8 @@ def scale_cut(cut: np.ndarray, mask: np.ndarray, brightness: Brightness) -> tupl
 
     A cut with nothing positive to scale (its peak, or its sum, <= 0) is divided by its
     largest |value| (or the sum of |values|) instead and flagged, so it stays what it was:
-    darker than its background. The scale is one float64 factor, so the float32 sum of
+    darker than its background -- except that a flux asked of a cut with some positive
+    pixels scales their positive part (flagged ``NORM_POSITIVE``): a catalogue's flux is met. The scale is one float64 factor, so the float32 sum of
     an integrated stamp equals the request to float32 rounding (~1e-7).
     """
     inside = cut[mask]
@@ -109,6 +113,10 @@ def scale_cut(cut: np.ndarray, mask: np.ndarray, brightness: Brightness) -> tupl
         total = float(inside.sum())
         if total > 0:
             norm, scale = NORM_FLUX, total
+        elif inside.size and inside.max() > 0:
+            # A catalogue asked for a flux: keep the object's emission, drop the negative noise.
+            cut = np.maximum(cut, 0.0)
+            norm, scale = NORM_POSITIVE, float(cut[mask].sum())
         else:
             scale = float(np.abs(inside).sum())
             norm = NORM_ABS if scale > 0 else NORM_ZERO
