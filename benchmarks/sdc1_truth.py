@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--out", type=Path, default=Path("/tmp/sdc1-map"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--resume", action="store_true", help="finish the run in --out (e.g. after deleting its stamps)")
     args = parser.parse_args()
 
     import pyarrow.parquet as pq
@@ -95,7 +96,7 @@ def main() -> None:
                    centre_ra_deg=float((ra.min() + ra.max()) / 2 % 360.0),
                    centre_dec_deg=float((positions.dec.min() + positions.dec.max()) / 2),
                    placement=PlacementConfig(margin_px=16, flux_mode="integrated"))
-    result = make_map(spec, args.out / "map", positions=positions, overwrite=True)
+    result = make_map(spec, args.out / "map", positions=positions, overwrite=not args.resume, resume=args.resume)
     truth = pq.read_table(result.catalogue).to_pylist()
     x, y = WCS(fits.getheader(result.map)).wcs_world2pix(positions.ra, positions.dec, 0)
     ids = np.array([r["id"] for r in truth]) - 1

@@ -115,12 +115,22 @@ def score_sdc1(truth: pa.Table, det: Mapping[str, np.ndarray], info: MapInfo) ->
     prep = quiet_import("ska_sdc.sdc1.utils.prep")
     with _scorer_quiet():
         truth_df, sub_df = sdc1_dataframe(truth_cols), sdc1_dataframe(submission_columns(det, deconvolved))
-        n_truth_scored = len(prep.prepare_data(truth_df.copy(), band, False))
-        score = scorer_mod.Sdc1Scorer(sub_df, truth_df, band).run(mode=0, train=False, detail=True)
+        # The scorer scores either SDC1's training box only or everything outside it; a map
+        # re-centred on the training catalogue lies inside it, so take the side holding
+        # most of the truth (train=False alone left such a map with no truth, and the scorer
+        # failed on an empty tree).
+        n_out = len(prep.prepare_data(truth_df.copy(), band, False))
+        n_in = len(prep.prepare_data(truth_df.copy(), band, True))
+        train = n_in > n_out
+        n_truth_scored = max(n_in, n_out)
+        if n_truth_scored == 0:
+            return {"scored": False, "reason": "no truth source survives the scorer's own cleaning"}
+        score = scorer_mod.Sdc1Scorer(sub_df, truth_df, band).run(mode=0, train=train, detail=True)
     scores = score.scores_df
     components = {c: (float(scores[c].mean()) if scores is not None and len(scores) else None) for c in COMPONENTS}
     return {
-        "scored": True, "reason": reason, "band_mhz": band, "mode": "core", "train": False,
+        "scored": True, "reason": reason, "band_mhz": band, "mode": "core", "train": train,
+        "n_truth_outside_training_box": int(n_out), "n_truth_inside_training_box": int(n_in),
         "value": float(score.value), "n_det": int(score.n_det), "n_match": int(score.n_match),
         "n_false": int(score.n_false), "n_bad": int(score.n_bad), "score_det": float(score.score_det),
         "acc_pc": float(score.acc_pc), "n_truth_given": len(truth_cols["id"]), "n_truth_scored": int(n_truth_scored),
