@@ -26,7 +26,10 @@ import numpy as np
 from radiff_scale.compose.moments import flux_moments, matching_map
 
 #: Refinements of the shaping map on the resampled pixels (each one resamples the cut once).
-REFINEMENTS = 3
+REFINEMENTS = 5
+#: Then tries that only move the best map (an object clipped by its region keeps a centroid
+#: offset that re-shaping does not remove).
+SHIFTS = 2
 #: Added to both covariances a shaping map matches (a pixel's own spread, 1/12 px^2): an
 #: object whose flux sits in one pixel, or one line of pixels, has a singular covariance.
 PIXEL_VARIANCE = np.eye(2) / 12.0
@@ -142,7 +145,7 @@ def shape_cut(
     mask_f = mask.astype(np.float64)
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     scale = float(np.trace(target_cov))
-    for _ in range(REFINEMENTS + 1):
+    for step in range(REFINEMENTS + 1 + SHIFTS):
         inv = np.linalg.inv(t)
         offset = inv @ (origin - target - d) + centre
         out = ndimage.affine_transform(_band_limited(cut, inv), inv, offset=offset, output_shape=shape, order=1,
@@ -162,12 +165,15 @@ def shape_cut(
         # pushes more of it against the region's edge.
         error = float(np.hypot(*(got_centre - target))) + 3.0 * float(np.abs(got_cov - target_cov).sum()) / scale
         if best is None or error < best[0]:
-            best = (error, out, out_mask)
-        m = matching_map(got_cov + PIXEL_VARIANCE, target_cov + PIXEL_VARIANCE)
-        t = m @ t
-        d = m @ (target + d - got_centre)
+            best = (error, out, out_mask, t, d, got_centre)
+        if step < REFINEMENTS:
+            m = matching_map(got_cov + PIXEL_VARIANCE, target_cov + PIXEL_VARIANCE)
+            t = m @ t
+            d = m @ (target + d - got_centre)
+        else:  # the last tries move the best map only: its centroid, not its shape, is what is off
+            t, d = best[3], best[4] + (target - best[5])
     if best is not None:
-        _, out, out_mask = best
+        out, out_mask = best[1], best[2]
     return _trimmed(out, out_mask, region.row0, region.col0, target_rc)
 
 
