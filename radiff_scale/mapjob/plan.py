@@ -105,13 +105,13 @@ class PlannedObject:
     fp_col0: int
     fp_col1: int
     bank_index: int
-    flux_req_jy: float
-    target_row: float
-    target_col: float
-    shape_major_px: float
-    shape_minor_px: float
-    shape_pa_deg: float
     footprint: Footprint
+    flux_req_jy: float = math.nan
+    target_row: float = math.nan
+    target_col: float = math.nan
+    shape_major_px: float = math.nan
+    shape_minor_px: float = math.nan
+    shape_pa_deg: float = math.nan
     region: np.ndarray | None = None
 
     @property
