@@ -33,8 +33,6 @@ from radiff_scale.atomic import replace_when_done
 from radiff_scale.compose.moments import axes, beam_covariance, deconvolve, flux_moments
 from radiff_scale.compose.stamps import Stamp
 
-#: sqrt(8 ln 2): FWHM of a Gaussian in units of its sigma.
-SIGMA_TO_FWHM = math.sqrt(8.0 * math.log(2.0))
 
 #: (name, arrow type, unit) of every column, in file order.
 COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -77,9 +75,7 @@ def mask_shape(mask: np.ndarray) -> tuple[float, float, float]:
 
     Each pixel is treated as a uniform unit square, so 1/12 px^2 is added to both
     variances: a single-pixel mask then has a finite size instead of zero. A round mask
-    has no defined PA and gets 0. The 2x2 covariance is diagonalised in closed form
-    (a catalogue measures tens of thousands of objects, and ``eigh`` plus a dozen
-    small reductions cost more than everything else about a row).
+    has no defined PA and gets 0 (:func:`radiff_scale.compose.moments.axes`).
     """
     rows, cols = np.nonzero(mask)
     n = rows.size
@@ -87,22 +83,8 @@ def mask_shape(mask: np.ndarray) -> tuple[float, float, float]:
         raise ValueError("empty mask has no shape")
     dr = rows - rows.mean()
     dc = cols - cols.mean()
-    var_r = float(dr @ dr) / n + 1.0 / 12.0
-    var_c = float(dc @ dc) / n + 1.0 / 12.0
     cov = float(dr @ dc) / n
-    mean, half_gap = (var_r + var_c) / 2.0, math.hypot((var_r - var_c) / 2.0, cov)
-    lam_maj, lam_min = mean + half_gap, mean - half_gap
-    major = SIGMA_TO_FWHM * math.sqrt(lam_maj)
-    minor = SIGMA_TO_FWHM * math.sqrt(max(lam_min, 0.0))
-    if lam_maj - lam_min <= 1e-9 * lam_maj:
-        return major, minor, 0.0
-    # Eigenvector of lam_maj: (cov, lam_maj - var_r) or (lam_maj - var_c, cov), whichever is
-    # longer (the other can vanish); its sign does not matter modulo 180 degrees.
-    a = (cov, lam_maj - var_r)
-    b = (lam_maj - var_c, cov)
-    v_row, v_col = a if math.hypot(*a) >= math.hypot(*b) else b
-    pa_deg = math.degrees(math.atan2(-v_col, v_row)) % 180.0  # north = +row, east = -col
-    return major, minor, (0.0 if pa_deg >= 180.0 else pa_deg)
+    return axes(np.array([[float(dr @ dr) / n + 1.0 / 12.0, cov], [cov, float(dc @ dc) / n + 1.0 / 12.0]]))
 
 
 def _centroid(stamp: Stamp) -> tuple[float, float]:

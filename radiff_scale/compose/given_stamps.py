@@ -10,8 +10,8 @@ stretched by the mask's own moments towards the row's shape and grown by a few p
   cut moves by whole pixels (its pixels untouched, centroid within half a pixel);
 * shape: a linear map takes the cut's flux covariance to the target's (the row's size
   convolved with the beam, :mod:`radiff_scale.compose.moments`), applied by bilinear
-  resampling about the centroid, refined twice on the resampled pixels themselves (the
-  mask's edge and the interpolation shift the moments a little).
+  resampling about the centroid, refined on the resampled pixels themselves (the mask's
+  edge and the interpolation shift the moments a little), then moved without re-shaping.
 
 What leaves the region is cut off (the region is what the planner kept free of other
 objects); the catalogue then measures what is left, so the truth stays the truth.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radiff_scale.compose.moments import flux_moments, matching_map
+from radiff_scale.compose.moments import covariance, flux_moments, matching_map
 
 #: Refinements of the shaping map on the resampled pixels (each one resamples the cut once).
 REFINEMENTS = 5
@@ -193,8 +193,6 @@ GROW_FRACTION = 0.1
 def target_covariance(shape_px: tuple[float, float, float], beam_cov: np.ndarray) -> np.ndarray:
     """The flux covariance an object of intrinsic FWHM (major, minor, PA) has on the map: its
     own plus the beam's (convolution adds covariances; a point source is the beam)."""
-    from radiff_scale.compose.moments import covariance
-
     major, minor, pa = shape_px
     return covariance(major, max(minor, 0.0), pa) + np.asarray(beam_cov, dtype=np.float64)
 
@@ -211,11 +209,8 @@ def reserve_region(crop: np.ndarray, target_cov: np.ndarray | None) -> np.ndarra
 
     crop = np.asarray(crop, dtype=bool)
     if target_cov is not None:
-        rr, cc = np.nonzero(crop)
-        centre = np.array([rr.mean(), cc.mean()])
-        d = np.stack([rr - centre[0], cc - centre[1]])
-        cov = d @ d.T / rr.size + np.eye(2) / 12.0
-        t = GROW_SCALE * matching_map(FLUX_TO_MASK * cov, target_cov)
+        centre, cov = flux_moments(crop.astype(np.float64))  # a mask's moments: uniform flux
+        t = GROW_SCALE * matching_map(FLUX_TO_MASK * (cov + PIXEL_VARIANCE), target_cov)
         corners = np.array([[-0.5, -0.5], [-0.5, crop.shape[1] - 0.5], [crop.shape[0] - 0.5, -0.5],
                             [crop.shape[0] - 0.5, crop.shape[1] - 0.5]]) - centre
         reach = np.abs(corners @ t.T).max(axis=0)

@@ -97,8 +97,9 @@ def scale_cut(cut: np.ndarray, mask: np.ndarray, brightness: Brightness) -> tupl
     A cut with nothing positive to scale (its peak, or its sum, <= 0) is divided by its
     largest |value| (or the sum of |values|) instead and flagged, so it stays what it was:
     darker than its background -- except that a flux asked of a cut with some positive
-    pixels scales their positive part (flagged ``NORM_POSITIVE``): a catalogue's flux is met. The scale is one float64 factor, so the float32 sum of
-    an integrated stamp equals the request to float32 rounding (~1e-7).
+    pixels scales their positive part (flagged ``NORM_POSITIVE``): a catalogue's flux is
+    met. The scale is one float64 factor, so the float32 sum of an integrated stamp equals
+    the request to float32 rounding (~1e-7).
     """
     inside = cut[mask]
     if brightness.kind == "peak":

@@ -238,13 +238,11 @@ def plan_map(
         fp = (obj.row0, obj.row0 + h, obj.col0, obj.col0 + w)
         if given is None:
             tile_row0, tile_col0 = obj.row0 - f.row0, obj.col0 - f.col0
-            extra = (nan, nan, nan, nan, nan, nan)
+            extra = (plans[i].flux_jy, nan, nan, nan, nan, nan)  # the flux is NaN in k mode
         else:  # the tile's background patch is centred on the region
             tile_row0, tile_col0 = obj.row0 + h // 2 - TILE // 2, obj.col0 + w // 2 - TILE // 2
             extra = (plans[i].flux_jy, float(given.rows[i]), float(given.cols[i]), float(given.major_px[i]),
                      float(given.minor_px[i]), float(given.pa_deg[i]))
-        if given is None and config.flux_mode != "k":
-            extra = (plans[i].flux_jy, *extra[1:])
         values = (
             obj.object_id, obj.class_id, obj.k, obj.seed, tile_row0, tile_col0, rank,
             sigma_local[rank], *fp, int(bank_index[i]), *extra,
