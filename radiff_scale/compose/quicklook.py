@@ -1,16 +1,36 @@
 """A quick-look PNG of a mosaic: is the map sane, where are the objects?
 
-The map is reduced by an integer factor (never loaded whole): block *mean* for the
-image (noise averages down, sources stay visible), block *max* for the class map (a
-compact source smaller than one output pixel must not vanish; where classes meet, the
-larger id wins). Each chunk is reduced on its own (:func:`reduce_chunk`) to per-output-
-pixel sums, pixel counts and class maxima; a window that straddles chunks gets a part
-from each, and the parts are combined in chunk order (:class:`QuicklookCanvas`), so the
-picture does not depend on which worker reduced what, or when. The map job reduces
-chunks in its export tasks, which have the chunk decoded for the FITS files anyway.
+The map is reduced by an integer factor (never loaded whole) to block *maxima*, for the
+image as for the class map (where classes meet, the larger id wins). A block mean would
+show the noise honestly but dilutes every source smaller than a block: at a factor of 4
+a 10-sigma compact source averages down to under 3 sigma of the averaged noise and is
+gone, while its peak survives in the block maximum at any factor. The price is that the
+noise of a block-maximum image sits a little above zero and negative features (bowls
+around bright sources, artefacts of a real background) do not show; map.fits is the
+place to look at those. Each chunk is reduced on its own (:func:`reduce_chunk`) to
+per-output-pixel maxima; a window that straddles chunks gets a part from each, and the
+parts are combined in chunk order (:class:`QuicklookCanvas`). A maximum is exact and
+does not depend on order, so the picture does not depend on which worker reduced what,
+or when. The map job reduces chunks in its export tasks, which have the chunk decoded
+for the FITS files anyway.
 
-An asinh stretch between percentiles shows both the noise texture and bright sources;
-object outlines are drawn in the class colours of :data:`radiff_scale.classes.CLASS_COLOURS`.
+Grey levels are set in units of the displayed noise, not by percentiles of all pixels
+(:func:`display_levels`): sources cover a tiny fraction of a radio map, so the 99.8th
+percentile is about +3 sigma of the noise, and a stretch up to it paints the noise over
+the whole grey range and every source white, the same white as a noise peak. Here the
+noise's centre and sigma are the median and the MAD of the reduced image; black is 2
+sigma below the centre (the noise is a dark, unsaturated texture); white is near the
+peaks of the brightest objects (a high percentile of the pixels above 5 sigma, and never
+less than 10 sigma, so a map of faint objects still spends its grey levels on them); in
+between an asinh with a softening of 5 sigma is close to linear across the noise and
+the faint objects of a few sigma -- they stand out from the noise -- and logarithmic above,
+so objects of hundreds of sigma do not flatten everything else to black.
+
+Object outlines are rings drawn 2 pixels outside each object (:func:`outline_classes`),
+in the class colours of :data:`radiff_scale.classes.CLASS_COLOURS`, so that the object's
+own pixels keep showing how bright it is. docs/img/quicklook-stretch.png compares all this
+with the old picture (block means, asinh between the 0.5 and 99.8th percentiles, outlines
+on the objects' edge pixels).
 """
 
 from __future__ import annotations
@@ -38,6 +58,18 @@ def quicklook_factor(shape: tuple[int, int], max_size: int = QUICKLOOK_MAX_SIZE)
     return max(1, math.ceil(max(shape) / int(max_size)))
 
 
+#: Black, in noise sigmas below the noise's centre: about 2% of the noise is clipped to black.
+BLACK_SIGMA = 2.0
+#: The asinh's softening, in noise sigmas: about linear up to here above black, logarithmic beyond.
+SOFTENING_SIGMA = 5.0
+#: Pixels this many sigmas above the noise's centre are source pixels (for the white level).
+SOURCE_SIGMA = 5.0
+#: White: this percentile of the source pixels ...
+WHITE_PERCENTILE = 99.5
+#: ... but never fewer sigmas than this above the centre (a map of faint objects, or of none).
+MIN_WHITE_SIGMA = 10.0
+
+
 @dataclass(frozen=True)
 class QuicklookPiece:
     """One chunk's share of the reduced map: output rows/cols from (row0, col0)."""
@@ -45,19 +77,11 @@ class QuicklookPiece:
     index: tuple[int, int]
     row0: int
     col0: int
-    #: float64 sums of the image's finite pixels in each output pixel's window (this chunk's part).
-    sums: np.ndarray
-    #: How many finite pixels each sum holds.
-    counts: np.ndarray
+    #: Largest finite pixel of the image in each output pixel's window (this chunk's part);
+    #: -inf where the part has none.
+    peaks: np.ndarray
     #: Largest class id in each window (this chunk's part).
     class_max: np.ndarray
-
-
-def _window_lengths(lo: int, hi: int, factor: int) -> np.ndarray:
-    """How many of [lo, hi)'s pixels fall in each output window it touches."""
-    edges = np.arange(lo // factor, (hi - 1) // factor + 2, dtype=np.int64) * factor
-    edges[0], edges[-1] = lo, hi
-    return np.diff(edges)
 
 
 def _blocks(window: np.ndarray, bounds: ChunkBounds, factor: int, fill: float | int) -> np.ndarray:
@@ -76,21 +100,20 @@ def _blocks(window: np.ndarray, bounds: ChunkBounds, factor: int, fill: float | 
 
 
 def reduce_chunk(image: np.ndarray, classes: np.ndarray, bounds: ChunkBounds, factor: int) -> QuicklookPiece:
-    """Per-window sums, counts and class maxima of one chunk (``image``/``classes`` cover ``bounds``).
+    """Per-window image and class maxima of one chunk (``image``/``classes`` cover ``bounds``).
 
-    Sums are float64 over the rows of a window, then over its columns: the same additions
-    in the same order whichever process does them (padding adds exact zeros).
+    Blank (non-finite) pixels, which only a hand-made mosaic has, and the padding of a
+    ragged window count as -inf, so they never win a window with a finite pixel in it.
     """
+    image = np.asarray(image)
+    if not np.issubdtype(image.dtype, np.floating):
+        image = image.astype(np.float64)
     finite = np.isfinite(image)
-    if finite.all():
-        counts = np.outer(_window_lengths(bounds.row0, bounds.row1, factor),
-                          _window_lengths(bounds.col0, bounds.col1, factor))
-    else:  # blank pixels (only a hand-made mosaic has them) count for nothing
-        image = np.where(finite, image, 0.0)
-        counts = _blocks(finite, bounds, factor, False).sum(axis=1, dtype=np.int64).sum(axis=2)
-    sums = _blocks(image, bounds, factor, 0.0).sum(axis=1, dtype=np.float64).sum(axis=2)
+    if not finite.all():
+        image = np.where(finite, image, -np.inf).astype(image.dtype, copy=False)
+    peaks = _blocks(image, bounds, factor, -np.inf).max(axis=1).max(axis=2)
     class_max = _blocks(classes, bounds, factor, 0).max(axis=1).max(axis=2)
-    return QuicklookPiece(bounds.index, bounds.row0 // factor, bounds.col0 // factor, sums, counts, class_max)
+    return QuicklookPiece(bounds.index, bounds.row0 // factor, bounds.col0 // factor, peaks, class_max)
 
 
 class QuicklookCanvas:
@@ -105,41 +128,97 @@ class QuicklookCanvas:
         self._pieces[tuple(piece.index)] = piece
 
     def reduced(self) -> tuple[np.ndarray, np.ndarray]:
-        """(block-mean image, block-max class map); a window without finite pixels is NaN."""
-        sums = np.zeros(self.shape, np.float64)
-        counts = np.zeros(self.shape, np.int64)
+        """(block-max image, block-max class map); a window without finite pixels is NaN."""
+        peaks = np.full(self.shape, -np.inf, np.float64)
         classes = np.zeros(self.shape, np.uint8)
         for index in sorted(self._pieces):
             p = self._pieces[index]
-            box = (slice(p.row0, p.row0 + p.sums.shape[0]), slice(p.col0, p.col0 + p.sums.shape[1]))
-            sums[box] += p.sums
-            counts[box] += p.counts
+            box = (slice(p.row0, p.row0 + p.peaks.shape[0]), slice(p.col0, p.col0 + p.peaks.shape[1]))
+            np.maximum(peaks[box], p.peaks, out=peaks[box])
             np.maximum(classes[box], p.class_max, out=classes[box])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan), classes
+        return np.where(np.isneginf(peaks), np.nan, peaks), classes
 
 
-def asinh_stretch(image: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.8, softening: float = 0.1) -> np.ndarray:
-    """uint8 grey levels: percentiles map to 0..1, then asinh(x / a) / asinh(1 / a)."""
-    finite = image[np.isfinite(image)]
+@dataclass(frozen=True)
+class DisplayLevels:
+    """Where the grey scale sits on an image: its noise and the stretch's levels, in its units."""
+
+    #: Median of the finite pixels (the noise's centre: sources are a small fraction of them).
+    centre: float
+    #: Robust noise sigma: 1.4826 x the median absolute deviation from ``centre``.
+    sigma: float
+    #: Grey 0 (and NaN).
+    black: float
+    #: Grey 255.
+    white: float
+    #: The asinh's softening: the stretch is about linear up to ``black + softening``.
+    softening: float
+
+
+def display_levels(image: np.ndarray) -> DisplayLevels:
+    """Black at -:data:`BLACK_SIGMA` sigma, white near the brightest objects, softening in sigmas.
+
+    Robust statistics, since the image is mostly noise: the median and MAD of the finite
+    pixels (the standard deviation where the MAD is 0, e.g. a map made mostly of one
+    value; 1 where that is 0 too). The white level is a high percentile of the source
+    pixels (> :data:`SOURCE_SIGMA` sigma) rather than their maximum, so that one
+    outlying pixel does not set it, and at least :data:`MIN_WHITE_SIGMA` sigma.
+    """
+    finite = np.asarray(image, dtype=np.float64)[np.isfinite(image)]
     if finite.size == 0:
-        return np.zeros(image.shape, dtype=np.uint8)
-    lo, hi = np.percentile(finite, [lo_pct, hi_pct])
-    if not hi > lo:
-        hi = lo + 1.0
-    x = np.clip((np.nan_to_num(image, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
-    y = np.arcsinh(x / softening) / np.arcsinh(1.0 / softening)
-    return np.round(y * 255.0).astype(np.uint8)
+        return DisplayLevels(0.0, 1.0, -BLACK_SIGMA, MIN_WHITE_SIGMA, SOFTENING_SIGMA)
+    centre = float(np.median(finite))
+    sigma = 1.4826 * float(np.median(np.abs(finite - centre)))
+    if not (sigma > 0 and math.isfinite(sigma)):
+        sigma = float(np.std(finite))
+    if not (sigma > 0 and math.isfinite(sigma)):
+        sigma = 1.0
+    sources = finite[finite > centre + SOURCE_SIGMA * sigma]
+    white = centre + MIN_WHITE_SIGMA * sigma
+    if sources.size:
+        white = max(white, float(np.percentile(sources, WHITE_PERCENTILE)))
+    return DisplayLevels(centre, sigma, centre - BLACK_SIGMA * sigma, white, SOFTENING_SIGMA * sigma)
 
 
-def outline_pixels(classes: np.ndarray) -> np.ndarray:
-    """Pixels of an object whose 4-neighbourhood leaves its class (map edges count as outside)."""
-    padded = np.pad(classes, 1, constant_values=0)
-    centre = padded[1:-1, 1:-1]
-    edge = np.zeros(classes.shape, dtype=bool)
-    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        edge |= padded[dr : dr + classes.shape[0], dc : dc + classes.shape[1]] != centre
-    return edge & (classes > 0)
+def asinh_stretch(image: np.ndarray, levels: DisplayLevels | None = None) -> np.ndarray:
+    """uint8 grey levels: asinh((v - black) / a) / asinh((white - black) / a), clipped to [0, 1].
+
+    ``levels`` defaults to :func:`display_levels` of ``image``; NaN is black.
+    """
+    levels = display_levels(image) if levels is None else levels
+    black, a = levels.black, levels.softening
+    x = np.nan_to_num(np.asarray(image, dtype=np.float64) - black, nan=0.0, posinf=np.inf, neginf=0.0)
+    y = np.arcsinh(np.clip(x, 0.0, None) / a) / np.arcsinh((levels.white - black) / a)
+    return np.round(np.clip(y, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _largest_within(classes: np.ndarray, radius: int) -> np.ndarray:
+    """Largest class id within ``radius`` pixels (Chebyshev: a square) of each pixel."""
+    rows, cols = classes.shape
+    padded = np.pad(classes, radius, constant_values=0)
+    across = padded[:, : cols].copy()  # a max over the columns, then over the rows
+    for dc in range(1, 2 * radius + 1):
+        np.maximum(across, padded[:, dc : dc + cols], out=across)
+    out = across[:rows].copy()
+    for dr in range(1, 2 * radius + 1):
+        np.maximum(out, across[dr : dr + rows], out=out)
+    return out
+
+
+def outline_classes(classes: np.ndarray) -> np.ndarray:
+    """The class to draw at each pixel as an outline; 0 where none.
+
+    An outline is a closed ring of background pixels 2 pixels from an object (1 pixel of
+    the map's own grey between it and the object), in the largest class within that
+    reach. It is drawn around the object, not on its edge: a compact source is a pixel
+    or two across in the reduced map, all edge, and an outline on it would paint over
+    the very pixels that show it; the gap keeps a bright pixel of the source from
+    merging into its own outline, and the pieces of a patchy mask closer than that into
+    one ring.
+    """
+    classes = np.asarray(classes, dtype=np.uint8)
+    near = _largest_within(classes, 1) > 0
+    return np.where((classes == 0) & ~near, _largest_within(classes, 2), 0).astype(np.uint8)
 
 
 def save_quicklook(canvas: QuicklookCanvas, out_png: str | Path, outlines: bool = True) -> Path:
@@ -151,11 +230,10 @@ def save_quicklook(canvas: QuicklookCanvas, out_png: str | Path, outlines: bool 
     grey = asinh_stretch(image)
     if outlines:
         rgb = np.repeat(grey[:, :, None], 3, axis=2)
-        edge = outline_pixels(classes)
+        ring = outline_classes(classes)
         for cls in SourceClass:
-            if cls == SourceClass.BACKGROUND:
-                continue
-            rgb[edge & (classes == int(cls))] = CLASS_COLOURS[cls]
+            if cls != SourceClass.BACKGROUND:
+                rgb[ring == int(cls)] = CLASS_COLOURS[cls]
         picture = Image.fromarray(rgb)
     else:
         picture = Image.fromarray(grey)
