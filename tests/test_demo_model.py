@@ -47,15 +47,39 @@ def test_iou_metric_separates_right_from_wrong_masks() -> None:
     assert iou(bright_pixels(tile), np.roll(blob > 0.04, 40, axis=1)) < 0.1
 
 
-def test_generated_extended_sources_follow_their_masks(demo_models: RadiffModels) -> None:
+@pytest.fixture(scope="module")
+def extended_masks() -> np.ndarray:
     bank = MaskBank.default()
-    masks = np.stack([bank.pick(int(SourceClass.EXTENDED), seed)[1] for seed in range(32)])
-    scores, tiles = mask_iou_scores(demo_models, masks, seeds=range(32), steps=20, sampler="dpm++", guidance=(3.0, 1.0))
+    return np.stack([bank.pick(int(SourceClass.EXTENDED), seed)[1] for seed in range(32)])
+
+
+@pytest.fixture(scope="module")
+def teacher_run(demo_models: RadiffModels, extended_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return mask_iou_scores(demo_models, extended_masks, seeds=range(32), steps=20, sampler="dpm++", guidance=(3.0, 1.0))
+
+
+def test_generated_extended_sources_follow_their_masks(teacher_run, extended_masks: np.ndarray) -> None:
+    scores, tiles = teacher_run
     assert tiles.shape == (32, 128, 128) and np.isfinite(tiles).all()
     assert scores.mean() > 0.5, f"mean IoU {scores.mean():.3f}: {np.round(scores, 2)}"
     # And the agreement is the model's doing: the same tiles against displaced masks score far lower.
-    displaced = np.array([iou(bright_pixels(t), np.roll(m > 0, 48, axis=1)) for t, m in zip(tiles, masks)])
+    displaced = np.array([iou(bright_pixels(t), np.roll(m > 0, 48, axis=1)) for t, m in zip(tiles, extended_masks)])
     assert displaced.mean() < scores.mean() - 0.2
+
+
+def test_the_shipped_student_draws_the_teachers_tiles_in_four_evaluations(
+    demo_models: RadiffModels, teacher_run, extended_masks: np.ndarray
+) -> None:
+    """The demo's default sampler: same masks and seeds, 4 student evaluations against 60 teacher ones."""
+    assert demo_models.student is not None and "distil" in demo_models.card["stages"]
+    teacher_scores, teacher_tiles = teacher_run
+    scores, tiles = mask_iou_scores(demo_models, extended_masks, seeds=range(32), steps=4, sampler="distilled", guidance=(3.0, 1.0))
+    assert np.median(scores) >= np.median(teacher_scores) - 0.05, (np.median(scores), np.median(teacher_scores))
+    assert np.abs(tiles - teacher_tiles).mean() < 0.03  # the same sources on the same noise, nearly
+    # Guidance is an input the student really uses: without it its sources are fainter, like the teacher's.
+    _, unguided = mask_iou_scores(demo_models, extended_masks[:8], seeds=range(8), steps=4, sampler="distilled", guidance=(1.0, 1.0))
+    bright = lambda t, m: float(np.mean([x[k > 0].mean() for x, k in zip(t, m)]))  # noqa: E731
+    assert bright(unguided, extended_masks[:8]) < bright(tiles[:8], extended_masks[:8])
 
 
 def test_shipped_mask_prior_invents_masks_like_the_real_ones(demo_models: RadiffModels) -> None:

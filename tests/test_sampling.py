@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from radiff_scale.classes import NUM_CLASSES, SourceClass  # noqa: E402
 from radiff_scale.diffusion.sampling import guided_eps, sample_masks, sample_tiles  # noqa: E402
-from radiff_scale.diffusion.schedule import SAMPLERS  # noqa: E402
+from radiff_scale.diffusion.settings import TEACHER_SAMPLERS  # noqa: E402
 from radiff_scale.errors import RadiffError  # noqa: E402
 from radiff_scale.models import RadiffModels, tiny_models_config  # noqa: E402
 
@@ -129,7 +129,7 @@ def test_bf16_autocast_moves_tiles_a_little_and_other_precisions_are_refused(mod
         sample_tiles(models, masks, backgrounds, seeds, STEPS, 1.0, "ddim", precision="fp16")
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", TEACHER_SAMPLERS)
 def test_mask_prior_samples_are_integer_class_masks(models, sampler):
     seeds = [4, 9, 16]
     masks = sample_masks(models.mask_prior, seeds, STEPS, sampler)

@@ -68,7 +68,7 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def two_worker_run(tmp_path_factory: pytest.TempPathFactory, tiny_config: Path, ray_local: Any) -> dict[str, Any]:
-    """ae, then ldm, then mask, each with two CPU workers, into one run folder."""
+    """ae, then ldm, then mask, then distil, each with two CPU workers, into one run folder."""
     out = tmp_path_factory.mktemp("train") / "w2"
     entries = {stage: run_stage(stage, str(tiny_config), {}, out, workers=2, progress=False) for stage in STAGES}
     return {"out": out, "entries": entries}
@@ -116,7 +116,7 @@ def test_train_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> Non
     text = capsys.readouterr().out
     for option in ("--stage", "--workers", "--gpu", "--out", "--set", "--config"):
         assert option in text
-    assert "{ae,ldm,mask}" in text
+    assert "{ae,ldm,mask,distil}" in text
 
 
 # --------------------------------------------------------------------------- smoke run of every stage
@@ -128,7 +128,8 @@ def test_every_stage_lands_in_one_loadable_bundle(two_worker_run: dict[str, Any]
     out = two_worker_run["out"]
     models = RadiffModels.load(out / "bundle")
     assert models.autoencoder is not None and models.unet is not None and models.mask_prior is not None
-    for component in ("autoencoder", "unet", "mask_prior"):
+    assert models.student is not None and models.student.config.unet == models.unet.config
+    for component in ("autoencoder", "unet", "mask_prior", "student"):
         assert (out / "bundle" / component / "model.safetensors").is_file()
     assert not list(out.glob(".bundle.*")), "no half-written bundle may be left behind"
 
@@ -164,6 +165,19 @@ def test_bundle_holds_the_trained_weights_of_each_stage(two_worker_run: dict[str
         assert all(torch.equal(trained[k], in_bundle[k]) for k in trained), component
         initial = getattr(fresh, component).state_dict()
         assert any(not torch.equal(trained[k], initial[k]) for k in trained), f"{stage} did not train"
+    # The student starts as the bundle's teacher (plus a zero guidance projection) and moves away from it.
+    student = _weights(_checkpoint(out, "distil", STEPS) / "model.safetensors")
+    in_bundle = _weights(out / "bundle" / "student" / "model.safetensors")
+    assert in_bundle.keys() == student.keys() and all(torch.equal(student[k], in_bundle[k]) for k in student)
+    teacher = _weights(out / "bundle" / "unet" / "model.safetensors")
+    assert set(student) == {f"net.{k}" for k in teacher} | {"net.unet.time_embedding.cond_proj.weight"}
+    assert any(not torch.equal(student[f"net.{k}"], teacher[k]) for k in teacher), "distil did not train"
+    assert student["net.unet.time_embedding.cond_proj.weight"].abs().sum() > 0, "the guidance input was not learnt"
+    # Retraining the U-Net would make the student stale: the ldm stage starts without one.
+    from radiff_scale.training.stages import get_stage
+
+    restarted = get_stage("ldm").initial_models(tiny_models_config(), 0, out / "bundle")
+    assert restarted.student is None and RadiffModels.load(out / "bundle").student is not None
     ae_config = json.loads((out / "bundle" / "autoencoder" / "config.json").read_text())
     assert len(ae_config["scaling_factor"]) == ae_config["latent_channels"], "latent scaling is measured after the ae stage"
 

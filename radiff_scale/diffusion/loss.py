@@ -44,7 +44,8 @@ def _draw(fn, shape: tuple[int, ...], generator: Generators, device: torch.devic
     return fn(shape, generator=generator, device=gen_device, **kwargs).to(device)
 
 
-def _uniform(n: int, generator: Generators, device: torch.device) -> torch.Tensor:
+def uniform_draws(n: int, generator: Generators, device: torch.device) -> torch.Tensor:
+    """``n`` uniform [0, 1) draws, one per sample's generator when there are several."""
     return _draw(torch.rand, (n,), generator, device)
 
 
@@ -128,8 +129,8 @@ def ldm_loss(models: Any, batch: dict[str, torch.Tensor], generator: Generators 
                 backgrounds = background_from_image(batch["images"], masks)
             bg_latents = autoencoder.encode(backgrounds)
     n = latents.shape[0]
-    keep_mask = _uniform(n, generator, device) >= unet_cfg.mask_dropout
-    keep_bg = _uniform(n, generator, device) >= unet_cfg.background_dropout
+    keep_mask = uniform_draws(n, generator, device) >= unet_cfg.mask_dropout
+    keep_bg = uniform_draws(n, generator, device) >= unet_cfg.background_dropout
     noisy, t, target = noise_and_target(latents, models.schedule, generator)
     mask_cond = unwrap_ddp(models.unet).mask_condition(masks, keep_mask)
     pred = models.unet(noisy, t, mask_cond, bg_latents, keep_bg)

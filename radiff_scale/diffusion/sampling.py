@@ -26,7 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from radiff_scale.classes import NUM_CLASSES
 from radiff_scale.diffusion.schedule import make_scheduler
-from radiff_scale.diffusion.settings import PRECISIONS
+from radiff_scale.diffusion.settings import PRECISIONS, STUDENT_SAMPLERS, TEACHER_SAMPLERS
 from radiff_scale.errors import RadiffError
 
 
@@ -158,7 +158,8 @@ def sample_tiles(
     ``masks``: uint8 (N, 128, 128) class ids. ``backgrounds``: float32 (N, 128, 128)
     preprocessed background patches, or None for the null background. ``guidance``:
     one scale for both conditions or (mask, background). ``sampler``: "ddpm", "ddim",
-    "dpm++" or "unipc"; ``eta`` only matters for DDIM. ``precision``: "fp32" or "bf16"
+    "dpm++" or "unipc" (the guided teacher), or "distilled" (DPM-Solver++ on the bundle's
+    guidance-distilled student: one evaluation per step, guidance an input); ``eta`` only matters for DDIM. ``precision``: "fp32" or "bf16"
     (autocast of the network evaluations; see :func:`_autocast`).
     """
     autoencoder, unet = models.autoencoder, models.unet
@@ -203,8 +204,18 @@ def _sample_latent_tiles(
     else:
         bg_latents = torch.zeros(latent_shape, device=device)
 
-    def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return guided_eps(unet, x, t, cond_mask, bg_latents, backgrounds is not None, scales)
+    if sampler in STUDENT_SAMPLERS:
+        student = models.student
+        if student is None:
+            raise RadiffError(f"sampler {sampler!r} needs a bundle with a distilled student (radiff-scale train --stage distil)")
+        keep = torch.full((n,), backgrounds is not None, dtype=torch.bool, device=device)
+        guidance = torch.tensor([scales], dtype=torch.float32, device=device).expand(n, 2)
+
+        def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return student(x, t.reshape(-1).expand(n), cond_mask, bg_latents, keep, guidance)
+    else:
+        def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return guided_eps(unet, x, t, cond_mask, bg_latents, backgrounds is not None, scales)
 
     latents = _denoise(predict, latent_shape, generators, steps, sampler, eta, models.schedule, device)
     images = autoencoder.decode(latents).float().clamp(0.0, 1.0)
@@ -214,6 +225,8 @@ def _sample_latent_tiles(
 @torch.no_grad()
 def sample_masks(prior: Any, seeds: Sequence[int], steps: int, sampler: str, eta: float = 0.0) -> np.ndarray:
     """Invent one integer class mask per seed with the mask prior: uint8 (N, mask_size, mask_size)."""
+    if sampler in STUDENT_SAMPLERS:
+        raise RadiffError(f"the mask prior has no distilled student: sample masks with {', '.join(TEACHER_SAMPLERS)}")
     cfg = prior.config
     n = len(seeds)
     if n == 0:

@@ -56,6 +56,7 @@ def make_scheduler(name: str, config: ScheduleConfig | None = None):
     Multistep solvers keep per-run state, so call this once per sampling run.
     "ddpm" is ancestral (stochastic), "ddim" is deterministic at eta=0, "dpm++" is
     DPM-Solver++(2M) and "unipc" UniPC-bh2, both deterministic few-step solvers.
+    "distilled" is DPM-Solver++(2M) too, run on a bundle's guidance-distilled student.
     """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
@@ -73,7 +74,7 @@ def make_scheduler(name: str, config: ScheduleConfig | None = None):
         return DDPMScheduler(**common, clip_sample=config.clip_sample, variance_type="fixed_small")
     if key == "ddim":
         return DDIMScheduler(**common, clip_sample=config.clip_sample, set_alpha_to_one=True)
-    if key in ("dpm++", "dpmpp", "dpm"):
+    if key in ("dpm++", "dpmpp", "dpm", "distilled"):
         return DPMSolverMultistepScheduler(
             **common, algorithm_type="dpmsolver++", solver_order=2, thresholding=False
         )

@@ -10,8 +10,16 @@ from dataclasses import dataclass
 
 from radiff_scale.errors import RadiffError
 
+#: Solvers of the guided teacher (and of the mask prior).
+TEACHER_SAMPLERS = ("ddpm", "ddim", "dpm++", "unipc")
+#: Samplers that run a bundle's distilled student (radiff_scale/models/student.py): guidance is
+#: its input, so one evaluation per DPM-Solver++ step.
+STUDENT_SAMPLERS = ("distilled",)
 #: Sampler names accepted everywhere (specs, CLI, sample_tiles): radiff_scale.diffusion.schedule's schedulers.
-SAMPLERS = ("ddpm", "ddim", "dpm++", "unipc")
+SAMPLERS = TEACHER_SAMPLERS + STUDENT_SAMPLERS
+
+#: What the mask prior (which has no student) samples with when tiles use a student sampler.
+MASK_PRIOR_FALLBACK = ("dpm++", 20)
 
 #: Arithmetic of GPU sampler actors (CPU actors always use fp32): see SamplerSpec.gpu_precision.
 PRECISIONS = ("fp32", "bf16")

@@ -54,12 +54,15 @@ class MapInputs:
 
 def resolve_inputs(spec: MapSpec) -> MapInputs:
     """Every input of ``spec``, loaded and checked (a bundle is checked without reading a weight)."""
+    from radiff_scale.models.bundle import check_sampler_fits
     from radiff_scale.models.io import check_bundle  # torch: only for model-sampled tiles
 
     tiles = spec.tile_source
     tile_bank = TileBank.load(tiles.bank) if tiles.bank is not None else None
     model_dir = resolve_model_dir(spec.model) if tile_bank is None else None
     index = check_bundle(model_dir) if model_dir is not None else None
+    if index is not None:
+        check_sampler_fits(index, spec.sampler.name, spec.model)
     card = dict(index.get("card") or {}) if index is not None else tile_bank.card
     stretch = stretch_for_card(card)  # without it tiles cannot go back to flux
     geometry, background, sigma = geometry_and_background(spec)

@@ -27,3 +27,15 @@ def resolve_model_dir(model: str) -> Path:
     if not path.is_dir():
         raise RadiffError(f"model {model}: no such folder (expected 'demo' or a model bundle folder)")
     return path
+
+
+def check_sampler_fits(index: dict, sampler: str, model: str | Path) -> None:
+    """Refuse a student sampler ("distilled") for a bundle without a distilled student, in one line,
+    on the driver (the actors would each fail on it otherwise)."""
+    from radiff_scale.diffusion.settings import STUDENT_SAMPLERS
+
+    if sampler in STUDENT_SAMPLERS and "student" not in (index.get("components") or []):
+        raise RadiffError(
+            f"sampler {sampler!r} needs a distilled student in model {model} "
+            "(radiff-scale train --stage distil); sample this bundle with dpm++"
+        )

@@ -1,7 +1,7 @@
-"""``ModelsConfig``: the four model sections of a job config (autoencoder, unet, mask_prior, schedule).
+"""``ModelsConfig``: the model sections of a job config (autoencoder, unet, mask_prior, schedule, student).
 
 Job configs (train, make_map, ...) carry other top-level sections too; the loader
-here reads only these four and ignores the rest, so one YAML file serves every job.
+here reads only these and ignores the rest, so one YAML file serves every job.
 Within a section, loading stays strict (unknown keys are errors).
 """
 
@@ -17,9 +17,10 @@ from radiff_scale.errors import RadiffError
 from radiff_scale.models.autoencoder import AutoencoderConfig
 from radiff_scale.models.mask_prior import MaskPriorConfig
 from radiff_scale.models.background_encoder import BackgroundEncoderConfig
+from radiff_scale.models.student import StudentConfig
 from radiff_scale.models.unet import UNetConfig
 
-SECTIONS = ("autoencoder", "unet", "mask_prior", "schedule")
+SECTIONS = ("autoencoder", "unet", "mask_prior", "schedule", "student")
 
 
 @dataclass
@@ -31,9 +32,13 @@ class ModelsConfig:
     #: None: no mask prior (masks come from a bank or are given).
     mask_prior: MaskPriorConfig | None = field(default_factory=MaskPriorConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    #: The few-step student's distillation settings (``train --stage distil``); None: no student.
+    student: StudentConfig | None = None
 
     def __post_init__(self) -> None:
         ae, un = self.autoencoder, self.unet
+        if self.student is not None and self.student.unet is not None and self.student.unet != un:
+            raise ValueError("the student's U-Net architecture differs from the unet section (it is distilled from it)")
         if un.latent_channels != ae.latent_channels or un.latent_size != ae.latent_size:
             raise ValueError(
                 f"unet latent {un.latent_channels}x{un.latent_size}x{un.latent_size} does not match the "
@@ -44,7 +49,7 @@ class ModelsConfig:
 
 
 def models_config_from_dict(data: dict[str, Any], where: str = "config") -> ModelsConfig:
-    """Build a ModelsConfig from a job-config mapping, taking only the four model sections.
+    """Build a ModelsConfig from a job-config mapping, taking only the model sections.
 
     A missing section takes its defaults; ``mask_prior: null`` means "no mask prior".
     """

@@ -11,6 +11,8 @@ Folder layout written by :meth:`RadiffModels.save`::
       unet/model.safetensors      U-Net and background head weights
       mask_prior/config.json      MaskPriorConfig (optional component)
       mask_prior/model.safetensors
+      student/config.json         StudentConfig (optional: the few-step distilled U-Net)
+      student/model.safetensors
 
 Every problem a user can cause (not a bundle, missing or corrupt file, config of an
 unknown version, weights that do not fit the architecture) is a one-line
@@ -35,6 +37,7 @@ from radiff_scale.models.bundle import INDEX
 from radiff_scale.models.autoencoder import AutoencoderConfig, RadioAutoencoder
 from radiff_scale.models.config import ModelsConfig
 from radiff_scale.models.mask_prior import MaskPrior, MaskPriorConfig
+from radiff_scale.models.student import GuidedStudent, StudentConfig
 from radiff_scale.models.unet import ConditionalLatentUNet, UNetConfig
 
 FORMAT = "radiff-models"
@@ -46,6 +49,7 @@ _COMPONENTS: dict[str, tuple[type, type]] = {
     "autoencoder": (AutoencoderConfig, RadioAutoencoder),
     "unet": (UNetConfig, ConditionalLatentUNet),
     "mask_prior": (MaskPriorConfig, MaskPrior),
+    "student": (StudentConfig, GuidedStudent),
 }
 
 
@@ -196,6 +200,8 @@ class RadiffModels:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     mask_prior: MaskPrior | None = None
     card: dict[str, Any] = field(default_factory=dict)
+    #: The few-step student distilled from ``unet`` (radiff_scale/models/student.py); optional.
+    student: GuidedStudent | None = None
 
     @classmethod
     def from_config(
@@ -222,6 +228,8 @@ class RadiffModels:
         found = {"autoencoder": self.autoencoder, "unet": self.unet}
         if self.mask_prior is not None:
             found["mask_prior"] = self.mask_prior
+        if self.student is not None:
+            found["student"] = self.student
         return found
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "RadiffModels":
@@ -264,6 +272,7 @@ class RadiffModels:
             schedule=schedule,
             mask_prior=modules.get("mask_prior"),
             card=dict(index.get("card") or {}),
+            student=modules.get("student"),
         )
         models.config  # checks that the components fit together
         return models
@@ -277,6 +286,7 @@ class RadiffModels:
                 unet=unwrap_ddp(self.unet).config,
                 mask_prior=unwrap_ddp(self.mask_prior).config if self.mask_prior is not None else None,
                 schedule=self.schedule,
+                student=unwrap_ddp(self.student).config if self.student is not None else None,
             )
         except ValueError as exc:
             raise RadiffError(f"models do not fit together: {exc}") from None

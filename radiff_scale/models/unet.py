@@ -98,7 +98,9 @@ class ConditionalLatentUNet(nn.Module):
     by DDP (Ray Train's ``prepare_model``) as a whole.
     """
 
-    def __init__(self, config: UNetConfig) -> None:
+    def __init__(self, config: UNetConfig, time_cond_proj_dim: int | None = None) -> None:
+        """``time_cond_proj_dim``: width of an extra condition added to the timestep embedding
+        (diffusers' LCM-style guidance input; the distilled student uses it, the teacher not)."""
         super().__init__()
         from diffusers import UNet2DConditionModel
 
@@ -121,6 +123,7 @@ class ConditionalLatentUNet(nn.Module):
             # diffusers' historical naming: for this class "attention_head_dim" is the number of heads.
             attention_head_dim=tuple(ch // config.attention_head_dim for ch in config.block_out_channels),
             dropout=config.dropout,
+            time_cond_proj_dim=time_cond_proj_dim,
         )
         self.background = BackgroundEncoder(config.background, config.latent_channels, config.context_dim)
 
@@ -138,6 +141,7 @@ class ConditionalLatentUNet(nn.Module):
         mask_cond: torch.Tensor,
         background_latents: torch.Tensor,
         background_keep: torch.Tensor,
+        timestep_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted noise (or v) for (B, C, h, w) latents.
 
@@ -147,4 +151,4 @@ class ConditionalLatentUNet(nn.Module):
         """
         context = self.background(background_latents, background_keep)
         x = torch.cat([noisy_latents.to(context.dtype), mask_cond.to(context.dtype)], dim=1)
-        return self.unet(x, timesteps, encoder_hidden_states=context).sample
+        return self.unet(x, timesteps, encoder_hidden_states=context, timestep_cond=timestep_cond).sample

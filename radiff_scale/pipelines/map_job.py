@@ -39,6 +39,7 @@ from radiff_scale.compose.positions import Positions
 from radiff_scale.compose.sigma import sigma_map
 from radiff_scale.compose.spec import MapSpec, preflight_disk
 from radiff_scale.data.mask_bank import MaskBank
+from radiff_scale.diffusion.settings import MASK_PRIOR_FALLBACK, STUDENT_SAMPLERS
 from radiff_scale.mapjob import chunks, export, stamps, tiles
 from radiff_scale.mapjob.inputs import MapInputs, check_bank_classes, describe_tile_source, resolve_inputs
 from radiff_scale.mapjob.manifest import StageLog, build_manifest, refusal_counts
@@ -142,10 +143,12 @@ def mask_pool_stage(spec: MapSpec, run: RunDir, inputs: MapInputs, use_gpu: bool
     store in the run folder, so ``--resume`` does not sample it again.
     """
     s = spec.sampler
+    # The mask prior has no student: with a student sampler for tiles, it keeps its own solver.
+    name, steps = (s.name, s.steps) if s.name not in STUDENT_SAMPLERS else MASK_PRIOR_FALLBACK
     seeds = [derive_seed(spec.seed, i, "mask-prior") for i in range(spec.mask_pool)]
     with progress_bar(progress, spec.mask_pool, "masks (prior)", "mask") as bar:
         counts = sample_masks_to_store(
-            str(inputs.model_dir), seeds, run.mask_pool, s.batch_size, s.steps, s.name, spec.workers,
+            str(inputs.model_dir), seeds, run.mask_pool, s.batch_size, steps, name, spec.workers,
             use_gpu=use_gpu, on_batch=lambda _batch, k: bar.update(k),
         )
     log.counts["mask_pool_batches_sampled"] = counts.batches_sampled

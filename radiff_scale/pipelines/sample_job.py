@@ -38,6 +38,7 @@ from radiff_scale.diffusion.settings import SamplerSpec
 from radiff_scale.errors import RadiffError
 from radiff_scale.mapjob import tiles
 from radiff_scale.models.bundle import resolve_model_dir
+from radiff_scale.models.bundle import check_sampler_fits
 from radiff_scale.models.io import check_bundle
 from radiff_scale.progress import progress_bar
 from radiff_scale.seeding import derive_seed
@@ -66,7 +67,9 @@ def run_sample(
     check_out(out)
     sampler = sampler_spec(sampler_overrides)
     model_dir = resolve_model_dir(model)
-    card = dict(check_bundle(model_dir).get("card") or {})  # a broken bundle: one line here, not in every actor
+    index = check_bundle(model_dir)  # a broken bundle: one line here, not in every actor
+    check_sampler_fits(index, sampler.name, model)
+    card = dict(index.get("card") or {})
     stretch = stretch_for_card(card)
     items = load_masks(masks, limit)
     kind, backgrounds = plan_backgrounds(background, items, seed, rms_jy, stretch)

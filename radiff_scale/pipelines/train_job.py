@@ -47,7 +47,7 @@ def run_stage(
     train, models_config, resolved = load_train_config(config_path, overrides)
     stretch: Stretch = stretch_from_dict(train.stretch)
     stage_config = train.stage(stage)
-    out = Path(out)
+    out = Path(out).resolve()  # Ray Train workers run in their own working directory
     bundle = out / "bundle"
     _check_inputs(spec, stage_config, models_config, bundle, workers, config_path)
     if spec.stretch_from_bundle:  # the U-Net learns the latents of images stretched as the autoencoder saw them

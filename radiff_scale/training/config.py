@@ -16,8 +16,9 @@ from radiff_scale.errors import RadiffError
 if TYPE_CHECKING:
     from radiff_scale.models.config import ModelsConfig
 
-#: The stages in the order they must first run (``ae`` first: the others need its autoencoder).
-STAGE_NAMES = ("ae", "ldm", "mask")
+#: The stages in the order they must first run (``ae`` first: the others need its autoencoder;
+#: ``distil`` after ``ldm``: it distils that U-Net).
+STAGE_NAMES = ("ae", "ldm", "mask", "distil")
 
 
 @dataclass
@@ -77,6 +78,7 @@ class TrainConfig:
     ae: StageConfig = field(default_factory=lambda: StageConfig(lr=1e-4))
     ldm: StageConfig = field(default_factory=StageConfig)
     mask: StageConfig = field(default_factory=lambda: StageConfig(lr=2e-4))
+    distil: StageConfig = field(default_factory=lambda: StageConfig(lr=5e-5))
     #: bf16 autocast on GPU workers (ignored on CPU).
     mixed_precision: bool = True
     #: Flux <-> [0, 1] stretch, recorded in the bundle card (radiff_scale/data/stretch.py).

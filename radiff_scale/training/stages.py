@@ -1,4 +1,4 @@
-"""The stage table: everything that differs between ``ae``, ``ldm`` and ``mask``, in one place.
+"""The stage table: everything that differs between ``ae``, ``ldm``, ``mask`` and ``distil``, in one place.
 
 The driver and the worker loop are written once for every stage and read what a stage
 needs from its :class:`Stage` entry: which bundle component it fits, what it starts
@@ -17,11 +17,13 @@ import torch
 from torch import nn
 
 from radiff_scale.data.stretch import Stretch
+from radiff_scale.diffusion.distillation import guidance_distillation_loss
 from radiff_scale.diffusion.loss import ldm_loss, mask_prior_loss
 from radiff_scale.errors import RadiffError
 from radiff_scale.models.autoencoder import ae_loss, measure_latent_stats
 from radiff_scale.models.config import ModelsConfig
 from radiff_scale.models.io import RadiffModels
+from radiff_scale.models.student import GuidedStudent, StudentConfig
 from radiff_scale.training.batches import WorkerBatch
 from radiff_scale.training.config import STAGE_NAMES, TrainConfig
 from radiff_scale.training.data import build_training_arrays, mask_prior_arrays
@@ -46,6 +48,7 @@ class StageData:
 Loss = Callable[[RadiffModels, nn.Module, WorkerBatch], tuple[torch.Tensor, dict[str, float]]]
 BuildData = Callable[[TrainConfig, ModelsConfig, Stretch, bool], StageData]
 Finish = Callable[[RadiffModels, StageData], None]
+Start = Callable[[RadiffModels, ModelsConfig], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -69,18 +72,27 @@ class Stage:
     loss: Loss
     #: Run on the driver once the trained weights are in the models, before they are saved.
     finish: Finish | None = None
+    #: Builds the component from the bundle's trained ones instead of fresh weights (the
+    #: student starts as a copy of the teacher).
+    start: Start | None = None
+    #: Components made from this one, dropped when it is retrained (they would be stale).
+    derived: tuple[str, ...] = ()
 
     def initial_models(self, config: ModelsConfig, seed: int, bundle: Path) -> RadiffModels:
         """The models a run starts from: the trained ones of earlier stages, this stage's fresh.
 
-        Fresh weights depend on ``seed`` only, so the driver rebuilds exactly what the
-        workers started from before it loads the trained weights into it.
+        Fresh weights depend on ``seed`` only (or, with ``start``, on the bundle only), so the
+        driver rebuilds exactly what the workers started from before it loads the trained
+        weights into it.
         """
         fresh = RadiffModels.from_config(config, seed=seed, with_mask_prior=self.with_mask_prior)
         if not self.from_bundle:
             return fresh
         models = RadiffModels.load(bundle, device="cpu")
-        setattr(models, self.component, getattr(fresh, self.component))
+        component = self.start(models, config) if self.start else getattr(fresh, self.component)
+        setattr(models, self.component, component)
+        for name in self.derived:
+            setattr(models, name, None)
         return models
 
 
@@ -112,6 +124,15 @@ def _ldm_loss(models: RadiffModels, trained: nn.Module, batch: WorkerBatch) -> t
     return ldm_loss(models, tensors, generator=batch.generators)
 
 
+def _distil_loss(models: RadiffModels, trained: nn.Module, batch: WorkerBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    tensors = {"images": batch.images(), "masks": batch.masks(), "backgrounds": batch.backgrounds()}
+    return guidance_distillation_loss(models, trained, tensors, generator=batch.generators)
+
+
+def _student_from_teacher(models: RadiffModels, config: ModelsConfig) -> nn.Module:
+    return GuidedStudent.from_teacher(models.unet, config.student or StudentConfig())
+
+
 def _mask_loss(models: RadiffModels, trained: nn.Module, batch: WorkerBatch) -> tuple[torch.Tensor, dict[str, float]]:
     return mask_prior_loss(trained, batch.masks(), generator=batch.generators)
 
@@ -132,9 +153,11 @@ STAGES: dict[str, Stage] = {
         Stage("ae", "autoencoder", from_bundle=False, with_mask_prior=False, stretch_from_bundle=False,
               records_stretch=True, build_data=_image_data, loss=_ae_loss, finish=_measure_latents),
         Stage("ldm", "unet", from_bundle=True, with_mask_prior=False, stretch_from_bundle=True,
-              records_stretch=True, build_data=_image_data, loss=_ldm_loss),
+              records_stretch=True, build_data=_image_data, loss=_ldm_loss, derived=("student",)),
         Stage("mask", "mask_prior", from_bundle=True, with_mask_prior=True, stretch_from_bundle=False,
               records_stretch=False, build_data=_mask_data, loss=_mask_loss),
+        Stage("distil", "student", from_bundle=True, with_mask_prior=False, stretch_from_bundle=True,
+              records_stretch=False, build_data=_image_data, loss=_distil_loss, start=_student_from_teacher),
     )
 }
 assert tuple(STAGES) == STAGE_NAMES, "the stage table and the config's stage names must agree"
